@@ -1,0 +1,28 @@
+"""The workers' Celery app. Start one with ``llmops worker -Q gpu`` (or ``celery -A
+gpu_worker.celery_app worker -Q gpu``); it reads the same CELERY_* settings as the web.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+_root = Path(__file__).resolve().parents[1]
+for _p in (str(_root / "platform"), str(_root)):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "llmops.config.settings")
+
+import django  # noqa: E402
+from celery import Celery  # noqa: E402
+from kombu import Queue  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+
+app = Celery("llmops")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.task_queues = [Queue(name) for name in settings.LLMOPS_QUEUES]
+app.autodiscover_tasks(["gpu_worker"], related_name="tasks", force=True)

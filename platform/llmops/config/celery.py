@@ -1,0 +1,22 @@
+"""The web's Celery client: it only sends tasks by name and asks workers about themselves.
+
+The web never imports gpu_worker (import-linter enforces it); both read the same CELERY_*
+settings, so a task name and a queue are all the web needs to enqueue work.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from celery import Celery
+
+
+@lru_cache(maxsize=1)
+def celery_client() -> Celery:
+    app = Celery("llmops-web")
+    app.config_from_object("django.conf:settings", namespace="CELERY")
+    return app
+
+
+def send_task(name: str, *, args: list | None = None, kwargs: dict | None = None, queue: str):
+    return celery_client().send_task(name, args=args or [], kwargs=kwargs or {}, queue=queue)
