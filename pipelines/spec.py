@@ -36,6 +36,10 @@ class ResourceEstimate:
 
     bytes: int
     explanation: str
+    # The params field a user changes first when it does not fit (e.g. "method", "batch_size");
+    # None when the remedy lies elsewhere (e.g. quantize the model upstream).
+    field: str | None = None
+    advice: str = ""  # what to change when it does not fit, in plain language
 
 
 @dataclass(frozen=True)
@@ -52,9 +56,17 @@ class NodeSpec:
     outputs: tuple[Port, ...] = ()
     implementation: str = ""  # "pipelines.nodes.train_lora.run:run", imported only by workers
     version: int = 1  # bump when outputs change for the same params: invalidates the cache
-    # estimate(params, input_meta) -> ResourceEstimate | None; input_meta maps an input port to
-    # what is known statically about the upstream node (its kind and params).
+    # estimate(params, input_meta, device) -> ResourceEstimate | None; input_meta maps an input
+    # port to a list of `pipelines.resources.UpstreamMeta` (one per edge: the upstream node's
+    # kind, params and static facts such as the model's size); device is a DeviceProfile or None.
     estimate: Callable[..., ResourceEstimate | None] | None = field(default=None, compare=False)
+    # facts(params, input_meta) -> {output port: ModelFacts}: what is statically known about the
+    # models this node outputs (size, precision), so nodes downstream can estimate memory.
+    facts: Callable[..., dict[str, Any]] | None = field(default=None, compare=False)
+    # check(params, input_meta, ctx: CheckContext) -> list[GraphIssue]: the kind's own static
+    # checks across params and inputs (e.g. a sequence longer than the model's context); the
+    # validator fills in the node id.
+    check: Callable[..., list[Any]] | None = field(default=None, compare=False)
 
     def input(self, name: str) -> Port | None:
         return next((p for p in self.inputs if p.name == name), None)

@@ -1,0 +1,1 @@
+"""The `publish_api` node kind: `spec` (ports, params, UI) and `run` (implementation, workers only)."""

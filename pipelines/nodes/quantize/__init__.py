@@ -1,0 +1,1 @@
+"""The `quantize` node kind: `spec` (ports, params, UI) and `run` (implementation, workers only)."""

@@ -1,0 +1,1 @@
+"""The `train_lora` node kind: `spec` (ports, params, UI) and `run` (implementation, workers only)."""

@@ -1,0 +1,1 @@
+"""The `vectorize_faiss` node kind: `spec` (ports, params, UI) and `run` (implementation, workers only)."""
