@@ -6,8 +6,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8000
 HOST ?= 127.0.0.1
+PYTEST_ARGS ?=
 
-.PHONY: install run test test-embedded test-services lint bench demo-model clean
+.PHONY: install run test lint bench demo-model clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,18 +20,31 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Migrate and seed here so the demo login is printed before the (long) process output starts;
+# `llmops up` migrates again, which is a no-op then.
 run: install
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py seed_demo
-	$(VENV)/bin/llmops up --host $(HOST) --port $(PORT)
+	$(PY) manage.py seed_demo --host $(HOST) --port $(PORT)
+	@$(MAKE) --no-print-directory demo-model
+	exec $(VENV)/bin/llmops up --host $(HOST) --port $(PORT)
+
+# The bundled offline demo model, built once (only when a `demo-model` subcommand exists).
+demo-model: install
+	@if $(VENV)/bin/llmops demo-model --help >/dev/null 2>&1; then $(VENV)/bin/llmops demo-model; fi
+
+# pytest exits 5 when it collected nothing: name that instead of leaving a bare "Error 5".
+CHECK_PYTEST = code=$$?; if [ $$code -eq 5 ]; then \
+	echo "error: pytest collected no tests (exit 5): a suite that runs nothing proves nothing"; fi; \
+	[ $$code -eq 0 ] || exit $$code
 
 # The whole suite on the embedded defaults (SQLite, embedded Valkey); then, when
 # TEST_DATABASE_URL / TEST_REDIS_URL are set, the tests marked `services` again on those servers.
 test: install lint
-	env -u TEST_DATABASE_URL -u TEST_REDIS_URL $(PY) -m pytest
+	@echo "== whole suite on the embedded defaults (SQLite, embedded Valkey)"
+	@env -u TEST_DATABASE_URL -u TEST_REDIS_URL $(PY) -m pytest $(PYTEST_ARGS); $(CHECK_PYTEST)
 	@if [ -n "$$TEST_DATABASE_URL$$TEST_REDIS_URL" ]; then \
 		echo "== services suite against TEST_DATABASE_URL=$$TEST_DATABASE_URL TEST_REDIS_URL=$$TEST_REDIS_URL"; \
-		$(PY) -m pytest -m services; \
+		$(PY) -m pytest -m services $(PYTEST_ARGS); $(CHECK_PYTEST); \
 	else echo "== TEST_DATABASE_URL / TEST_REDIS_URL not set: services suite ran on embedded defaults only"; fi
 
 lint: install
@@ -38,7 +52,10 @@ lint: install
 	$(VENV)/bin/lint-imports
 
 bench: install
-	for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+	@for f in bench/bench_*.py; do \
+		[ -e "$$f" ] || { echo "no benchmarks in bench/"; break; }; \
+		echo "== $$f"; $(PY) $$f || exit 1; \
+	done
 
 clean:
 	rm -rf var/test .pytest_cache
