@@ -37,6 +37,7 @@ def redis_server():
         yield settings.REDIS
     finally:
         server.stop()
+        shutil.rmtree(socket_path.parent, ignore_errors=True)
 
 
 def _flush(url: str) -> None:
