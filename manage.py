@@ -17,6 +17,10 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "llmops.config.settings")
     from django.core.management import execute_from_command_line
 
+    from llmops.core.startup import load_settings_or_exit
+
+    # A bad environment value is one line naming the variable and exit code 2, not a traceback.
+    load_settings_or_exit()
     execute_from_command_line(sys.argv)
 
 
