@@ -9,8 +9,10 @@ DJANGO_ALLOWED_HOSTS are required and the security settings pass ``check --deplo
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import sys
+import warnings
 from pathlib import Path
 
 import environ
@@ -23,7 +25,7 @@ env = environ.Env()
 
 # Under pytest the suite keeps its own var/ folder, Redis and database, so a running
 # `make run` is never touched: TEST_REDIS_URL / TEST_DATABASE_URL select real servers,
-# otherwise tests/conftest.py starts an embedded Valkey on var/test/valkey/valkey.sock.
+# otherwise tests/conftest.py starts an embedded Valkey on var/test/valkey-<pid>/valkey.sock.
 TESTING = "pytest" in sys.modules
 if TESTING:
     os.environ.setdefault("LLMOPS_VAR_DIR", str(BASE_DIR / "var" / "test"))
@@ -37,9 +39,38 @@ if TESTING:
 def _env(name: str, cast, default):
     """Read one variable; a bad value stops start-up with a message naming it."""
     try:
-        return cast(name, default=default)
+        _strict(name, cast)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # django-environ warns on unknown DB schemes; we raise
+            value = cast(name, default=default)
+        if cast == env.db_url and (value.get("ENGINE") not in _DB_ENGINES or not value.get("NAME")):
+            raise ValueError("use postgres://user:password@host:5432/name or sqlite:////absolute/path.db")
+        return value
     except (ValueError, TypeError, ImproperlyConfigured) as exc:
-        raise ImproperlyConfigured(f"{name}: invalid value {os.environ.get(name)!r} ({exc})") from exc
+        shown = _hide_password(os.environ.get(name))
+        raise ImproperlyConfigured(f"{name}: invalid value {shown!r} ({_hide_password(str(exc))})") from exc
+
+
+def _hide_password(text: str | None) -> str | None:
+    """user:secret@host -> user:***@host, so an error message never prints a password."""
+    return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text) if text else text
+
+
+# django-environ is lenient where a typo should stop start-up: bool() takes anything that is
+# not a known "true" word as False (DJANGO_DEBUG=maybe), float() drops non-digits ("5s" -> 5).
+_BOOL_WORDS = {*environ.Env.BOOLEAN_TRUE_STRINGS, "false", "off", "no", "n", "0", ""}
+# The database drivers the platform installs (psycopg, the stdlib's sqlite3).
+_DB_ENGINES = {"django.db.backends.postgresql", "django.db.backends.sqlite3"}
+
+
+def _strict(name: str, cast) -> None:
+    raw = os.environ.get(name)
+    if raw is None:
+        return
+    if cast == env.bool and raw.strip().lower() not in _BOOL_WORDS:
+        raise ValueError("expected true or false")
+    if cast == env.float:
+        float(raw)
 
 
 VAR_DIR = Path(_env("LLMOPS_VAR_DIR", env.str, str(BASE_DIR / "var"))).resolve()
@@ -137,20 +168,23 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     # Tests need a file, not :memory:, so that real worker processes see the same database.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+    # One file per pytest process, so concurrent test sessions on one machine never collide.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")}
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
+    # An unreachable database must fail fast, not hold a request or a health probe for minutes.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- redis / valkey: broker, results, channel layer, cache -------------------------------------
-EMBEDDED_REDIS_SOCKET = VAR_DIR / "valkey" / "valkey.sock"
+EMBEDDED_REDIS_SOCKET = VAR_DIR / (f"valkey-{os.getpid()}" if TESTING else "valkey") / "valkey.sock"
 REDIS_URL = _env("REDIS_URL", env.str, "")
 REDIS_EMBEDDED = not REDIS_URL
 try:
     REDIS = parse_redis_url(REDIS_URL or f"unix://{EMBEDDED_REDIS_SOCKET}")
 except ValueError as exc:
-    raise ImproperlyConfigured(f"REDIS_URL: {exc}") from exc
+    raise ImproperlyConfigured(f"REDIS_URL: {_hide_password(str(exc))}") from exc
 
 CELERY_BROKER_URL = REDIS.celery_url
 CELERY_RESULT_BACKEND = REDIS.celery_url
@@ -184,6 +218,7 @@ CACHES = {
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "staticfiles"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns at start-up when it is missing
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(_env("LLMOPS_MEDIA_ROOT", env.str, str(VAR_DIR / "media")))
 STORAGES = {
@@ -239,3 +274,62 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": _env("LLMOPS_LOG_LEVEL", env.str, "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- runs (issue 4): engine timings, worker heartbeats, broker redelivery ---------------------
+# A running node's worker writes a heartbeat every LLMOPS_HEARTBEAT_S; a node silent for
+# LLMOPS_STALE_AFTER_S is presumed lost (SIGKILL, OOM, power) and re-queued by the reaper, which
+# runs every LLMOPS_REAPER_INTERVAL_S in each worker's main process and as a beat task. After
+# LLMOPS_NODE_MAX_ATTEMPTS lost attempts the node fails instead.
+LLMOPS_HEARTBEAT_S = _env("LLMOPS_HEARTBEAT_S", env.float, 5.0)
+LLMOPS_STALE_AFTER_S = _env("LLMOPS_STALE_AFTER_S", env.float, 30.0)
+LLMOPS_REAPER_INTERVAL_S = _env("LLMOPS_REAPER_INTERVAL_S", env.float, 15.0)
+LLMOPS_NODE_MAX_ATTEMPTS = _env("LLMOPS_NODE_MAX_ATTEMPTS", env.int, 3)
+# Progress events per node are throttled to one per interval (metrics, logs and state changes
+# are never dropped); 0.25 s is four a second, smooth enough for a progress bar.
+LLMOPS_PROGRESS_INTERVAL_S = _env("LLMOPS_PROGRESS_INTERVAL_S", env.float, 0.25)
+# A cancelled node that ignores ctx.cancelled() this long gets its worker process killed.
+LLMOPS_CANCEL_GRACE_S = _env("LLMOPS_CANCEL_GRACE_S", env.float, 120.0)
+LLMOPS_WORK_DIR = Path(_env("LLMOPS_WORK_DIR", env.str, str(VAR_DIR / "work")))
+LLMOPS_ARTIFACT_CACHE_DIR = VAR_DIR / "cache" / "artifacts"  # remote-storage downloads
+# Redis transport: a message a worker took but never acknowledged (the whole worker was
+# SIGKILLed) goes back to its queue after visibility_timeout, checked every restore interval.
+# Kombu's default is one hour; 5 minutes is short enough not to strand a run, long enough that
+# healthy long nodes are rarely re-delivered (a re-delivered duplicate is a no-op: the node's
+# claim is a conditional UPDATE). The heartbeat reaper usually recovers a lost node sooner.
+LLMOPS_BROKER_VISIBILITY_TIMEOUT = _env("LLMOPS_BROKER_VISIBILITY_TIMEOUT", env.int, 300)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": LLMOPS_BROKER_VISIBILITY_TIMEOUT,
+    "unacked_restore_interval": min(10, LLMOPS_BROKER_VISIBILITY_TIMEOUT),
+    "unacked_restore_throttle": 1,
+}
+
+# --- knowledge (issue 5): search answers, knowledge worker tasks ------------------------------
+# The web waits this long for a serve worker's search answer, then answers 503 with the reason
+# (no serve worker, or one still loading the embedding model: ~5-8 s on 2 CPU cores).
+LLMOPS_SEARCH_TIMEOUT_S = _env("LLMOPS_SEARCH_TIMEOUT_S", env.float, 10.0)
+# Workers import these task modules at start (sync of indexes, search, warm-up).
+CELERY_IMPORTS = [*globals().get("CELERY_IMPORTS", ()), "gpu_worker.knowledge_tasks"]
+
+# --- catalog (issue 6): models and datasets ----------------------------------------------------
+# Models built or registered on this machine; the bundled demo model is built into
+# LLMOPS_MODELS_DIR/demo by `llmops demo-model` (or by the first run that uses it).
+LLMOPS_MODELS_DIR = Path(_env("LLMOPS_MODELS_DIR", env.str, str(VAR_DIR / "models"))).resolve()
+LLMOPS_DEMO_MODEL_DIR = LLMOPS_MODELS_DIR / "demo"
+# Pre-training steps when a worker has to build the demo model itself (tests lower it: the
+# model's shape is the same, it only generates less fluent words).
+LLMOPS_DEMO_STEPS = _env("LLMOPS_DEMO_STEPS", env.int, 400)
+# A model registered (or used) by local path must be inside one of these folders: a workspace
+# member must not be able to point the workers at arbitrary files of the machine.
+LLMOPS_MODEL_ROOTS = [
+    Path(p).resolve() for p in _env("LLMOPS_MODEL_ROOTS", env.list, [str(LLMOPS_MODELS_DIR)])
+]
+
+# --- endpoints (issue 8): serving requests through serve workers ------------------------------
+# A request no serve worker accepts within LLMOPS_SERVE_ACCEPT_TIMEOUT_S is answered 503 with
+# Retry-After (never a hung request); an accepted one gets LLMOPS_SERVE_TIMEOUT_S in all (504).
+LLMOPS_SERVE_ACCEPT_TIMEOUT_S = _env("LLMOPS_SERVE_ACCEPT_TIMEOUT_S", env.float, 10.0)
+LLMOPS_SERVE_TIMEOUT_S = _env("LLMOPS_SERVE_TIMEOUT_S", env.float, 120.0)
+# Each serve worker process keeps this many services (model + index) warm, least recently used
+# evicted, and answers up to LLMOPS_SERVE_MAX_BATCH waiting requests of one service together.
+LLMOPS_SERVE_CACHE_SIZE = _env("LLMOPS_SERVE_CACHE_SIZE", env.int, 2)
+LLMOPS_SERVE_MAX_BATCH = _env("LLMOPS_SERVE_MAX_BATCH", env.int, 16)
