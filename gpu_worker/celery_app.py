@@ -16,13 +16,26 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "llmops.config.settings")
 
 import django  # noqa: E402
 from celery import Celery  # noqa: E402
-from kombu import Queue  # noqa: E402
 
 django.setup()
 
 from django.conf import settings  # noqa: E402
 
+from llmops.config.celery import task_queues  # noqa: E402
+
 app = Celery("llmops")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.conf.task_queues = [Queue(name) for name in settings.LLMOPS_QUEUES]
+app.conf.task_queues = task_queues()
 app.autodiscover_tasks(["gpu_worker"], related_name="tasks", force=True)
+
+# The run engine's periodic reaper (also run by every worker's heartbeat thread); a missed
+# beat is harmless, so a stale one expires instead of piling up behind busy workers.
+app.conf.beat_schedule = {
+    "llmops-reap-runs": {
+        "task": "llmops.reap_runs",
+        "schedule": settings.LLMOPS_REAPER_INTERVAL_S,
+        "options": {"queue": "cpu", "expires": settings.LLMOPS_REAPER_INTERVAL_S},
+    },
+}
+
+import gpu_worker.heartbeat  # noqa: E402, F401 - connects the worker signals

@@ -18,11 +18,13 @@ from types import ModuleType
 
 from llmops.cli.common import CliError
 
-SUBCOMMANDS = ["up", "worker", "manage"]
+SUBCOMMANDS = ["up", "worker", "run", "demo-model", "manage"]
+# Subcommands whose module name differs from the command (`llmops run` lives in run_graph.py).
+MODULES = {"run": "run_graph"}
 
 
 def _module(name: str) -> ModuleType:
-    return importlib.import_module(f"llmops.cli.{name.replace('-', '_')}")
+    return importlib.import_module(f"llmops.cli.{MODULES.get(name, name.replace('-', '_'))}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -30,7 +30,7 @@ def add_parser(subparsers) -> None:
         "--force", action="store_true", help="rebuild even if the demo model is already there"
     )
     parser.add_argument(
-        "--steps", type=int, default=None, help="pre-training steps (default: LLMOPS_DEMO_STEPS, 400)"
+        "--steps", type=int, default=None, help="pre-training steps (default: LLMOPS_DEMO_STEPS, 300)"
     )
     parser.set_defaults(func=run)
 

@@ -9,12 +9,21 @@ from __future__ import annotations
 from functools import lru_cache
 
 from celery import Celery
+from kombu import Exchange, Queue
+
+
+def task_queues() -> list[Queue]:
+    """One direct exchange per queue, named like it, for the web and the workers alike."""
+    from django.conf import settings
+
+    return [Queue(name, Exchange(name, type="direct"), routing_key=name) for name in settings.LLMOPS_QUEUES]
 
 
 @lru_cache(maxsize=1)
 def celery_client() -> Celery:
     app = Celery("llmops-web")
     app.config_from_object("django.conf:settings", namespace="CELERY")
+    app.conf.task_queues = task_queues()
     return app
 
 

@@ -278,7 +278,7 @@ LOGGING = {
 # --- runs (issue 4): engine timings, worker heartbeats, broker redelivery ---------------------
 # A running node's worker writes a heartbeat every LLMOPS_HEARTBEAT_S; a node silent for
 # LLMOPS_STALE_AFTER_S is presumed lost (SIGKILL, OOM, power) and re-queued by the reaper, which
-# runs every LLMOPS_REAPER_INTERVAL_S in each worker's main process and as a beat task. After
+# runs every LLMOPS_REAPER_INTERVAL_S in every worker's pool processes and as a beat task. After
 # LLMOPS_NODE_MAX_ATTEMPTS lost attempts the node fails instead.
 LLMOPS_HEARTBEAT_S = _env("LLMOPS_HEARTBEAT_S", env.float, 5.0)
 LLMOPS_STALE_AFTER_S = _env("LLMOPS_STALE_AFTER_S", env.float, 30.0)
@@ -317,7 +317,7 @@ LLMOPS_MODELS_DIR = Path(_env("LLMOPS_MODELS_DIR", env.str, str(VAR_DIR / "model
 LLMOPS_DEMO_MODEL_DIR = LLMOPS_MODELS_DIR / "demo"
 # Pre-training steps when a worker has to build the demo model itself (tests lower it: the
 # model's shape is the same, it only generates less fluent words).
-LLMOPS_DEMO_STEPS = _env("LLMOPS_DEMO_STEPS", env.int, 400)
+LLMOPS_DEMO_STEPS = _env("LLMOPS_DEMO_STEPS", env.int, 300)
 # A model registered (or used) by local path must be inside one of these folders: a workspace
 # member must not be able to point the workers at arbitrary files of the machine.
 LLMOPS_MODEL_ROOTS = [

@@ -1,0 +1,164 @@
+"""The one way run events are made: stored with the run's next sequence number, then
+published to the run's channel group once the transaction commits.
+
+Sequence numbers come from ``UPDATE run SET last_seq = last_seq + 1 ... RETURNING`` inside
+the event's transaction. The UPDATE row-locks the run (PostgreSQL) or the database (SQLite
+in IMMEDIATE mode), so event N+1 can only be numbered after event N committed: numbers have
+no gaps, and by the time a consumer hears of N+1, every earlier event is readable. Consumers
+rely on that to fill a gap from the database when publishes arrive out of order.
+
+Publishing goes through one background thread per process with its own event loop, in
+order, so the caller (a node in the middle of training, a web request) never waits for Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from datetime import datetime
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from llmops.runs.models import PipelineRun, RunEvent
+
+log = logging.getLogger(__name__)
+
+# Types the consumer and the UIs know; "run" carries the run's own status (node is None).
+EVENT_TYPES = frozenset(
+    {
+        "queued",
+        "started",
+        "progress",
+        "log",
+        "metric",
+        "succeeded",
+        "failed",
+        "cancelled",
+        "skipped",
+        "cached",
+        "run",
+    }
+)
+
+
+def group_name(run_id: int) -> str:
+    return f"run-{run_id}"
+
+
+def iso(ts: datetime) -> str:
+    return ts.isoformat().replace("+00:00", "Z")
+
+
+def event_dict(event: RunEvent) -> dict[str, Any]:
+    """The wire format of EVENTS.md: seq, type, node, ts plus the payload's fields."""
+    data = {"seq": event.seq, "type": event.type, "node": event.node_id, "ts": iso(event.created_at)}
+    data.update(event.payload)
+    return data
+
+
+def _next_seq(run_id: int) -> int:
+    table = connection.ops.quote_name(PipelineRun._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET last_seq = last_seq + 1 WHERE id = %s RETURNING last_seq",  # noqa: S608
+            [run_id],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise PipelineRun.DoesNotExist(f"run {run_id} does not exist")
+    return int(row[0])
+
+
+def lock_run(run_id: int) -> None:
+    """Take the run's row lock for the rest of the transaction (the same lock _next_seq takes).
+
+    Every multi-step write to a run takes this lock first, so writers never deadlock on each
+    other's rows and the scheduler sees the other writers' committed work.
+    """
+    if connection.vendor == "sqlite":
+        return  # BEGIN IMMEDIATE (settings) already holds the database's single write lock
+    list(PipelineRun.objects.select_for_update().filter(id=run_id).values_list("id", flat=True))
+
+
+def emit(*, run_id: int, type: str, node_id: str | None = None, **payload: Any) -> dict[str, Any]:  # noqa: A002
+    """Store one event and publish it after commit. ``payload`` None values are dropped."""
+    if type not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {type!r}")
+    clean = {k: v for k, v in payload.items() if v is not None}
+    # No savepoint when nested: the event belongs to the caller's transaction, whole or not at all.
+    with transaction.atomic(savepoint=False):
+        seq = _next_seq(run_id)
+        event = RunEvent.objects.create(
+            run_id=run_id, seq=seq, type=type, node_id=node_id, payload=clean, created_at=timezone.now()
+        )
+        data = event_dict(event)
+        transaction.on_commit(lambda: publisher.publish(group_name(run_id), data), robust=True)
+    return data
+
+
+class _Publisher:
+    """Sends channel-layer group messages from a background thread, in submission order."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: asyncio.Queue | None = None
+        self._pending = 0
+        self._idle = threading.Condition(self._lock)
+        self._pid = 0
+
+    def publish(self, group: str, event: dict[str, Any]) -> None:
+        loop = self._ensure_started()
+        with self._lock:
+            self._pending += 1
+        loop.call_soon_threadsafe(self._queue.put_nowait, (group, event))
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every submitted event was handed to the channel layer (CLI exit, tests)."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._pending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
+
+    def _ensure_started(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            # A forked child (Celery prefork) inherits the attributes but not the thread.
+            if self._loop is None or self._pid != os.getpid():
+                ready = threading.Event()
+                self._pid, self._pending = os.getpid(), 0
+                threading.Thread(target=self._serve, args=(ready,), name="run-events", daemon=True).start()
+                ready.wait()
+            return self._loop
+
+    def _serve(self, ready: threading.Event) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        self._loop, self._queue = loop, asyncio.Queue()
+        loop.call_soon(ready.set)
+        loop.run_until_complete(self._drain())
+
+    async def _drain(self) -> None:
+        from channels.layers import get_channel_layer
+
+        layer = get_channel_layer()
+        while True:
+            group, event = await self._queue.get()
+            try:
+                await layer.group_send(group, {"type": "run.event", "event": event})
+            except Exception:  # noqa: BLE001 - stored events are replayed; a lost publish is not fatal
+                log.warning("could not publish event %s of %s", event.get("seq"), group, exc_info=True)
+            with self._idle:
+                self._pending -= 1
+                self._idle.notify_all()
+
+
+publisher = _Publisher()
