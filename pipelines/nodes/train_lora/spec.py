@@ -51,9 +51,9 @@ COMPUTE_DTYPES = {
     "fp16": "float16: for older GPUs.",
     "fp32": "float32: slowest, most exact.",
 }
-# Matrices LoRA adapts per layer when target modules are "auto": q_proj and v_proj, as in the
-# LoRA paper; the estimate counts a list's length instead.
-AUTO_TARGET_MATRICES = 2
+# Matrices LoRA adapts per layer when target modules are "auto": the four attention projections
+# (q, k, v, o), which pipelines/ml/lora.py picks for Llama; the estimate counts a list's length.
+AUTO_TARGET_MATRICES = 4
 
 ModuleName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.*-]+$")]
 
@@ -101,7 +101,7 @@ class TrainLoraParams(Params):
         title="Layers to adapt",
         description=(
             "Which weight matrices get LoRA matrices: “auto” picks them for the model's "
-            "architecture (q_proj and v_proj for Llama), or list names such as q_proj, k_proj, "
+            "architecture (the attention projections q_proj, k_proj, v_proj and o_proj for Llama), or list names such as q_proj, k_proj, "
             "v_proj, o_proj."
         ),
         widget="tags",
