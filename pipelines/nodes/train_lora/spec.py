@@ -101,8 +101,8 @@ class TrainLoraParams(Params):
         title="Layers to adapt",
         description=(
             "Which weight matrices get LoRA matrices: “auto” picks them for the model's "
-            "architecture (the attention projections q_proj, k_proj, v_proj and o_proj for Llama), or list names such as q_proj, k_proj, "
-            "v_proj, o_proj."
+            "architecture (the attention projections q_proj, k_proj, v_proj and o_proj for "
+            "Llama), or list names such as q_proj, v_proj, gate_proj."
         ),
         widget="tags",
         advanced=True,
