@@ -14,7 +14,7 @@ from ninja import Query, Router, Status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmops.builder.selectors import pipeline_get
-from llmops.runs import selectors, services, storage
+from llmops.runs import reports, selectors, services, storage
 from llmops.runs.models import RunStatus
 
 router = Router(tags=["Runs"])
@@ -94,6 +94,17 @@ def run_list(request: HttpRequest, filters: Query[RunListQuery]):
 def run_detail(request: HttpRequest, run_id: int):
     """The run's status and each node's status, progress, message, ETA, attempt, worker."""
     return selectors.run_state(selectors.run_get(user=request.auth, run_id=run_id))
+
+
+@router.get("/runs/{run_id}/report", response=dict)
+def run_report(request: HttpRequest, run_id: int):
+    """Every report of the run (training, evaluation, quantization) as JSON, plus the seed's
+    comparison table (method, memory, training time, inference speed, accuracy drop) when the
+    run trained or quantized at least two variants."""
+    run = selectors.run_get(user=request.auth, run_id=run_id)
+    found = reports.run_reports(run=run)
+    return {"run": run.pk, "status": run.status, "reports": found,
+            "comparison": reports.run_comparison(run=run, reports=found)}
 
 
 @router.post("/runs/{run_id}/cancel", response=dict)

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from llmops.accounts.models import Role
 from llmops.accounts.selectors import user_can
-from llmops.runs import selectors, services, storage
+from llmops.runs import reports, selectors, services, storage
 from llmops.runs.models import RunStatus
 
 LIST_LIMIT = 100
@@ -58,7 +58,13 @@ def run_context(*, run, user) -> dict:
         "metrics": selectors.metric_points(run=run),
         "artifacts": list(selectors.run_artifacts(run=run)),
         "can_edit": user_can(user=user, workspace=run.workspace, role=Role.EDITOR),
+        **_reports_context(run=run),
     }
+
+
+def _reports_context(*, run) -> dict:
+    found = reports.run_reports(run=run)
+    return {"reports": found, "comparison": reports.run_comparison(run=run, reports=found)}
 
 
 @require_GET
@@ -68,6 +74,16 @@ def detail(request, run_id: int):
     context = run_context(run=run, user=request.user)
     context.update({"section": "runs", "title": f"Run #{run.pk}"})
     return render(request, "runs/run_detail.html", context)
+
+
+@require_GET
+@login_required
+def run_reports(request, run_id: int):
+    """The reports section of the run page (an htmx partial that also works as a page)."""
+    run = selectors.run_get(user=request.user, run_id=run_id)
+    context = {"run": run, "section": "runs", "title": f"Reports of run #{run.pk}"}
+    context.update(_reports_context(run=run))
+    return render(request, "runs/_reports.html" if request.htmx else "runs/reports_page.html", context)
 
 
 def _after_action(request, run_id: int):

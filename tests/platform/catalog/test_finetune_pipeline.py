@@ -117,6 +117,17 @@ def test_dataset_and_demo_model_to_lora_to_evaluate(user, start_worker, tmp_path
     assert comparison["adapter"] > comparison["baseline"], report["summary"]
     assert report["notes"][0].startswith("Baseline accuracy: ")
 
+    # The same reports through the REST API and on the run page.
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    body = client.get(f"/api/v1/runs/{run.pk}/report").json()
+    assert [r["node"] for r in body["reports"]] == ["tune", "eval"]
+    assert body["reports"][1]["summary"] and body["reports"][0]["charts"][0]["series"][0]["data"]
+    page = client.get(f"/runs/{run.pk}/").content.decode()
+    assert "Evaluation report" in page and "Fine-tuning report" in page
+
 
 def _report(run, node_id: str) -> dict:
     from llmops.runs.models import Artifact, NodeRun

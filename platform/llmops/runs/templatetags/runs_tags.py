@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from django import template
 
 register = template.Library()
@@ -49,3 +51,9 @@ def width(fraction) -> str:
     if fraction is None or fraction == "":
         return "0%"
     return f"{max(0.0, min(1.0, float(fraction))) * 100:.1f}%"
+
+
+@register.filter
+def json_attr(value) -> str:
+    """JSON for a data-* attribute (autoescaping then quotes it safely)."""
+    return json.dumps(value, default=str)
