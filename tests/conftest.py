@@ -110,7 +110,7 @@ class Worker:
             except ProcessLookupError:
                 return
             try:
-                self.process.wait(timeout=20)
+                self.process.wait(timeout=8)  # a warm shutdown that hangs must not stall the suite
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, 9)
                 self.process.wait(timeout=10)
