@@ -134,6 +134,8 @@ def _inputs(node: NodeRun, spec) -> tuple[dict[str, Any], list[int]]:
     a list for a port that takes several edges."""
     wanted = [i for ids in node.inputs.values() for i in ids]
     artifacts = Artifact.objects.in_bulk([i for i in wanted if i]) if wanted else {}
+    made_by = {a.node_run_id for a in artifacts.values()}
+    producers = dict(NodeRun.objects.filter(pk__in=made_by).values_list("pk", "node_id"))
     inputs: dict[str, Any] = {}
     for port, ids in node.inputs.items():
         refs = []
@@ -145,7 +147,9 @@ def _inputs(node: NodeRun, spec) -> tuple[dict[str, Any], list[int]]:
                 ArtifactRef(
                     type=ArtifactType(artifact.type),
                     path=materialise(artifact),
-                    metadata=artifact.metadata,
+                    # The producing node's id lets a node tell its inputs apart (serve.rag keys
+                    # adapter descriptions by the fine-tuning node that made each adapter).
+                    metadata={"node": producers.get(artifact.node_run_id), **(artifact.metadata or {})},
                     key=artifact.key,
                     id=artifact.pk,
                 )

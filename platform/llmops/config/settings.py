@@ -333,3 +333,5 @@ LLMOPS_SERVE_TIMEOUT_S = _env("LLMOPS_SERVE_TIMEOUT_S", env.float, 120.0)
 # evicted, and answers up to LLMOPS_SERVE_MAX_BATCH waiting requests of one service together.
 LLMOPS_SERVE_CACHE_SIZE = _env("LLMOPS_SERVE_CACHE_SIZE", env.int, 2)
 LLMOPS_SERVE_MAX_BATCH = _env("LLMOPS_SERVE_MAX_BATCH", env.int, 16)
+# Workers import the serving task (llmops.serve.query) at start, like the knowledge tasks above.
+CELERY_IMPORTS = [*globals().get("CELERY_IMPORTS", ()), "gpu_worker.serve_tasks"]

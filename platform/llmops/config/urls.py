@@ -14,5 +14,7 @@ urlpatterns = [
     path("knowledge/", include("llmops.knowledge.urls")),
     path("endpoints/", include("llmops.endpoints.urls")),
     path("api/v1/", api.urls),
+    # OpenAI-compatible chat completions and models for published endpoints.
+    path("v1/", include("llmops.endpoints.openai_urls")),
     path("admin/", admin.site.urls),
 ]

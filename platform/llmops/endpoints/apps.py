@@ -6,3 +6,8 @@ from django.apps import AppConfig
 class EndpointsConfig(AppConfig):
     name = "llmops.endpoints"
     label = "endpoints"
+
+    def ready(self) -> None:
+        from llmops.endpoints import signals
+
+        signals.connect()

@@ -73,11 +73,19 @@ def test_builds_a_self_contained_service(parts, tmp_path):
 
 def test_a_quantized_model_is_pinned_as_such(parts, tmp_path):
     model = ArtifactRef(
-        ArtifactType.MODEL, parts["model"], {"quantization": {"method": "int8"}}, key="q", id=5
+        ArtifactType.MODEL,
+        parts["model"],
+        {"quantization": {"config_file": "quantization_config.json"}},
+        key="q",
+        id=5,
     )
     params = ServeRagParams.model_validate({"mode": "extractive"})
     out = run(toys.ToyContext(tmp_path), refs(parts, model=model), params)["service"]
     assert ServiceConfig.load(Path(out.path)).model.quantized is True
+    # A model that is merely described as quantized by its hub config is not the quantize node's.
+    plain = ArtifactRef(ArtifactType.MODEL, parts["model"], {"quantization": None}, key="p", id=6)
+    out = run(toys.ToyContext(tmp_path / "plain"), refs(parts, model=plain), params)["service"]
+    assert ServiceConfig.load(Path(out.path)).model.quantized is False
 
 
 def test_a_missing_index_is_a_clear_failure(parts, tmp_path):
