@@ -68,7 +68,8 @@
 
   function addMetrics(node, metrics) {
     Object.keys(metrics).forEach(function (name) {
-      if (name !== "step") addPoint(node, name, metrics[name], metrics.step);
+      // Progress bookkeeping (counters, totals, ETA) belongs to the progress bar, not the chart.
+      if (name !== "step" && name !== "eta_s" && !/_(done|total)$/.test(name)) addPoint(node, name, metrics[name], metrics.step);
     });
     if (!chart) makeChart(); else chart.update("none");
     const empty = document.getElementById("chart-empty");

@@ -124,13 +124,18 @@ def metric_points(*, run: PipelineRun, limit: int = 5000) -> list[dict[str, Any]
     return points
 
 
+def is_chartable(name: str) -> bool:
+    """Progress bookkeeping (counters, totals, ETA) is shown on the progress bar, not charted."""
+    return name not in ("step", "eta_s") and not name.endswith(("_done", "_total"))
+
+
 def metric_points_of(node_id: str | None, payload: dict[str, Any]) -> list[dict[str, Any]]:
     metrics = dict(payload.get("metrics") or {})
     step = metrics.pop("step", None)
     return [
         {"node": node_id, "name": name, "value": value, "step": step}
         for name, value in metrics.items()
-        if isinstance(value, (int, float)) and not isinstance(value, bool)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and is_chartable(name)
     ]
 
 
