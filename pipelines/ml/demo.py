@@ -233,6 +233,11 @@ def _build(out: Path, config: DemoConfig, lines: list[str], progress) -> dict[st
 
 
 def main(argv: list[str] | None = None) -> int:
+    import logging
+
+    # torchao (imported by transformers) warns that its CUDA kernels do not load on a CPU-only torch.
+    for noisy in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     parser = argparse.ArgumentParser(prog="python -m pipelines.ml.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="var/models/demo", help="folder to write (default: var/models/demo)")
     parser.add_argument("--force", action="store_true", help="rebuild even if the folder holds a demo model")

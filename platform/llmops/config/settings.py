@@ -272,7 +272,13 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": _env("LLMOPS_LOG_LEVEL", env.str, "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # torchao 0.18 on a CPU-only torch warns at import that its CUDA kernels do not load, and
+        # torch deprecates an Enum registration torchao makes: noise in every worker's output.
+        "torchao": {"level": "ERROR"},
+        "torch.utils._pytree": {"level": "ERROR"},
+    },
 }
 
 # --- runs (issue 4): engine timings, worker heartbeats, broker redelivery ---------------------
