@@ -26,7 +26,8 @@ from llmops.config.celery import task_queues  # noqa: E402
 app = Celery("llmops")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = task_queues()
-app.autodiscover_tasks(["gpu_worker"], related_name="tasks", force=True)
+# Every task module, listed once here (the settings know nothing about the worker's code).
+app.conf.imports = ("gpu_worker.tasks", "gpu_worker.knowledge_tasks", "gpu_worker.serve_tasks")
 
 # The run engine's periodic reaper (also run by every worker's heartbeat thread); a missed
 # beat is harmless, so a stale one expires instead of piling up behind busy workers.

@@ -313,8 +313,6 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 # The web waits this long for a serve worker's search answer, then answers 503 with the reason
 # (no serve worker, or one still loading the embedding model: ~5-8 s on 2 CPU cores).
 LLMOPS_SEARCH_TIMEOUT_S = _env("LLMOPS_SEARCH_TIMEOUT_S", env.float, 10.0)
-# Workers import these task modules at start (sync of indexes, search, warm-up).
-CELERY_IMPORTS = [*globals().get("CELERY_IMPORTS", ()), "gpu_worker.knowledge_tasks"]
 
 # --- catalog (issue 6): models and datasets ----------------------------------------------------
 # Models built or registered on this machine; the bundled demo model is built into
@@ -339,5 +337,3 @@ LLMOPS_SERVE_TIMEOUT_S = _env("LLMOPS_SERVE_TIMEOUT_S", env.float, 120.0)
 # evicted, and answers up to LLMOPS_SERVE_MAX_BATCH waiting requests of one service together.
 LLMOPS_SERVE_CACHE_SIZE = _env("LLMOPS_SERVE_CACHE_SIZE", env.int, 2)
 LLMOPS_SERVE_MAX_BATCH = _env("LLMOPS_SERVE_MAX_BATCH", env.int, 16)
-# Workers import the serving task (llmops.serve.query) at start, like the knowledge tasks above.
-CELERY_IMPORTS = [*globals().get("CELERY_IMPORTS", ()), "gpu_worker.serve_tasks"]
