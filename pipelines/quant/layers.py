@@ -27,6 +27,28 @@ def _bias_buffer(module: nn.Module, bias: torch.Tensor | None) -> None:
     module.register_buffer("bias", None if bias is None else bias.detach().clone())
 
 
+def _bias_dtype(bias: torch.Tensor | None) -> torch.dtype:
+    return bias.dtype if bias is not None else torch.float32
+
+
+def _linear_config(layer: nn.Module, **extra: Any) -> dict[str, Any]:
+    """The fields every linear layer saves; ``extra`` goes between ``bias`` and ``bias_dtype``
+    (key order kept as quantization_config.json has always had it)."""
+    return {
+        "type": layer.kind,
+        "in_features": layer.in_features,
+        "out_features": layer.out_features,
+        "bias": layer.bias is not None,
+        **extra,
+        "bias_dtype": dtype_name(layer.bias.dtype) if layer.bias is not None else None,
+    }
+
+
+def _linear_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Constructor keywords for the fields ``_linear_config`` wrote."""
+    return {"bias": cfg["bias"], "bias_dtype": DTYPES[cfg.get("bias_dtype") or "float32"]}
+
+
 class QuantLinear(nn.Module):
     """y = x' W'^T + b, with W' = (q - zero_point) * scale (int8, or int4 packed 2 per byte).
 
@@ -83,7 +105,7 @@ class QuantLinear(nn.Module):
             bits=bits,
             symmetric=symmetric,
             per_channel=per_channel,
-            bias_dtype=linear.bias.dtype if linear.bias is not None else torch.float32,
+            bias_dtype=_bias_dtype(linear.bias),
         )
         quant = formulas.quantize(linear.weight, bits=bits, symmetric=symmetric, per_channel=per_channel)
         layer.qweight = quant.q if bits == 8 else packing.pack_int4(quant.q)
@@ -120,29 +142,24 @@ class QuantLinear(nn.Module):
         return F.linear(x, self.dequantized_weight(x.dtype), bias)
 
     def quant_config(self) -> dict[str, Any]:
-        return {
-            "type": self.kind,
-            "in_features": self.in_features,
-            "out_features": self.out_features,
-            "bias": self.bias is not None,
-            "bits": self.bits,
-            "symmetric": self.symmetric,
-            "per_channel": self.per_channel,
-            "act_quant": self.input_scale is not None,
-            "bias_dtype": dtype_name(self.bias.dtype) if self.bias is not None else None,
-        }
+        return _linear_config(
+            self,
+            bits=self.bits,
+            symmetric=self.symmetric,
+            per_channel=self.per_channel,
+            act_quant=self.input_scale is not None,
+        )
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> QuantLinear:
         return cls(
             cfg["in_features"],
             cfg["out_features"],
-            bias=cfg["bias"],
             bits=cfg["bits"],
             symmetric=cfg["symmetric"],
             per_channel=cfg["per_channel"],
             act_quant=cfg["act_quant"],
-            bias_dtype=DTYPES[cfg.get("bias_dtype") or "float32"],
+            **_linear_kwargs(cfg),
         )
 
     def extra_repr(self) -> str:
@@ -273,7 +290,7 @@ class BitLinear(nn.Module):
             out_features,
             bias=bias is not None,
             per_channel=per_channel,
-            bias_dtype=bias.dtype if bias is not None else torch.float32,
+            bias_dtype=_bias_dtype(bias),
         )
         ternary, gamma = formulas.absmean_ternary(weight, per_channel=per_channel)
         layer.packed_weight = packing.pack_ternary(ternary)
@@ -306,23 +323,15 @@ class BitLinear(nn.Module):
         return y.to(x.dtype)
 
     def quant_config(self) -> dict[str, Any]:
-        return {
-            "type": self.kind,
-            "in_features": self.in_features,
-            "out_features": self.out_features,
-            "bias": self.bias is not None,
-            "per_channel": self.per_channel,
-            "bias_dtype": dtype_name(self.bias.dtype) if self.bias is not None else None,
-        }
+        return _linear_config(self, per_channel=self.per_channel)
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> BitLinear:
         return cls(
             cfg["in_features"],
             cfg["out_features"],
-            bias=cfg["bias"],
             per_channel=cfg["per_channel"],
-            bias_dtype=DTYPES[cfg.get("bias_dtype") or "float32"],
+            **_linear_kwargs(cfg),
         )
 
     def extra_repr(self) -> str:
@@ -375,9 +384,11 @@ class Float16Linear(nn.Module):
 
     @classmethod
     def from_linear(cls, linear: nn.Linear) -> Float16Linear:
-        bias_dtype = linear.bias.dtype if linear.bias is not None else torch.float32
         layer = cls(
-            linear.in_features, linear.out_features, bias=linear.bias is not None, bias_dtype=bias_dtype
+            linear.in_features,
+            linear.out_features,
+            bias=linear.bias is not None,
+            bias_dtype=_bias_dtype(linear.bias),
         )
         layer.weight16 = linear.weight.detach().to(torch.float16)
         if linear.bias is not None:
@@ -396,22 +407,11 @@ class Float16Linear(nn.Module):
         return F.linear(x, self.weight16.to(x.dtype), bias)
 
     def quant_config(self) -> dict[str, Any]:
-        return {
-            "type": self.kind,
-            "in_features": self.in_features,
-            "out_features": self.out_features,
-            "bias": self.bias is not None,
-            "bias_dtype": dtype_name(self.bias.dtype) if self.bias is not None else None,
-        }
+        return _linear_config(self)
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> Float16Linear:
-        return cls(
-            cfg["in_features"],
-            cfg["out_features"],
-            bias=cfg["bias"],
-            bias_dtype=DTYPES[cfg.get("bias_dtype") or "float32"],
-        )
+        return cls(cfg["in_features"], cfg["out_features"], **_linear_kwargs(cfg))
 
 
 LAYER_TYPES: dict[str, type[nn.Module]] = {
