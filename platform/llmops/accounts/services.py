@@ -29,6 +29,12 @@ def token_digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+def secret_create(marker: str) -> tuple[str, str]:
+    """A new random secret starting with ``marker``, and its public prefix (marker + 6 chars)."""
+    secret = marker + secrets.token_urlsafe(32)
+    return secret, secret[: len(marker) + 6]
+
+
 def _clean_name(name: str, *, what: str) -> str:
     name = " ".join((name or "").split())
     if not name:
@@ -140,11 +146,11 @@ def user_create(*, username: str, password: str, email: str = "", workspace_name
 def api_token_create(*, user, name: str) -> tuple[ApiToken, str]:
     """Returns the token row and the secret, which is never stored and cannot be shown again."""
     name = _clean_name(name, what="token")
-    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    secret, prefix = secret_create(TOKEN_PREFIX)
     token = ApiToken.objects.create(
         user=user,
         name=name,
-        prefix=secret[: len(TOKEN_PREFIX) + 6],
+        prefix=prefix,
         digest=token_digest(secret),
     )
     return token, secret

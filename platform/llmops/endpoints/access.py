@@ -25,8 +25,9 @@ from django.utils import timezone
 
 from llmops.accounts.models import Role
 from llmops.accounts.selectors import user_can
+from llmops.accounts.services import token_digest
 from llmops.endpoints.models import Endpoint, EndpointKey, RequestLog
-from llmops.endpoints.services import KEY_PREFIX, key_digest
+from llmops.endpoints.services import KEY_PREFIX
 
 QUOTA_TTL_S = 35 * 24 * 3600  # a month and a margin
 
@@ -108,7 +109,7 @@ def key_for_secret(secret: str) -> EndpointKey:
         )
     key = None
     if secret.startswith(KEY_PREFIX):
-        key = EndpointKey.objects.filter(digest=key_digest(secret)).first()
+        key = EndpointKey.objects.filter(digest=token_digest(secret)).first()
     if key is None:
         raise AccessError(401, "Invalid API key.", code="invalid_api_key")
     if key.revoked_at is not None:

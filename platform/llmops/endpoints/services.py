@@ -8,9 +8,7 @@ person who asked.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,6 +21,7 @@ from django.utils.text import slugify
 
 from llmops.accounts.models import Role, Workspace
 from llmops.accounts.permissions import require_workspace_role
+from llmops.accounts.services import secret_create, token_digest
 from llmops.endpoints import crypto
 from llmops.endpoints.models import (
     Endpoint,
@@ -50,10 +49,6 @@ class EndpointError(Exception):
     def __init__(self, message: str, *, status: int = 400, field: str | None = None):
         super().__init__(message)
         self.message, self.status, self.field = message, status, field
-
-
-def key_digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def _clean_name(name: str, *, what: str) -> str:
@@ -370,14 +365,14 @@ def key_create(
     ):
         if value is not None and not 0 <= value <= top:
             raise EndpointError(f"{field} is 0 to {top}.", status=422, field=field)
-    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    secret, prefix = secret_create(KEY_PREFIX)
     key = EndpointKey.objects.create(
         workspace=workspace,
         endpoint=endpoint if scope == KeyScope.ENDPOINT else None,
         scope=scope,
         name=name,
-        prefix=secret[: len(KEY_PREFIX) + 6],
-        digest=key_digest(secret),
+        prefix=prefix,
+        digest=token_digest(secret),
         created_by=user,
         rate_limit_per_minute=rate_limit_per_minute or None,
         monthly_quota=monthly_quota,
