@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.utils.safestring import SafeString, mark_safe
 
 from llmops.config.celery import celery_client
-from llmops.knowledge.models import Chunk, IndexStatus, VectorIndex
+from llmops.knowledge.models import Chunk, VectorIndex
 
 SEARCH_TASK = "llmops.knowledge.search"
 MAX_QUERY = 2000
@@ -226,7 +226,3 @@ def highlight(text: str, spans: list[list[int]]) -> SafeString:
         last = end
     parts.append(html.escape(text[last:]))
     return mark_safe("".join(parts))  # noqa: S308 - every piece of user text above is escaped
-
-
-def index_ready(index: VectorIndex) -> bool:
-    return index.version > 0 and index.status in (IndexStatus.READY, IndexStatus.BUILDING, IndexStatus.FAILED)

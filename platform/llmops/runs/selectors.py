@@ -38,10 +38,6 @@ def run_get(*, user, run_id: int) -> PipelineRun:
     return run
 
 
-def run_visible(*, user, run_id: int) -> bool:
-    return PipelineRun.objects.for_user(user).filter(pk=run_id).exists()
-
-
 def node_runs(*, run: PipelineRun):
     return run.node_runs.order_by("position", "id")
 
