@@ -27,5 +27,6 @@ def celery_client() -> Celery:
     return app
 
 
-def send_task(name: str, *, args: list | None = None, kwargs: dict | None = None, queue: str):
-    return celery_client().send_task(name, args=args or [], kwargs=kwargs or {}, queue=queue)
+def send_task(name: str, *, args: list | None = None, kwargs: dict | None = None, queue: str, **options):
+    """Enqueue a task by name on a queue; ``options`` are Celery's (task_id, expires, countdown...)."""
+    return celery_client().send_task(name, args=args or [], kwargs=kwargs or {}, queue=queue, **options)

@@ -67,7 +67,7 @@ class Ask:
 
 
 def _send(grant: Grant, ask: Ask, expires_s: float) -> None:
-    from llmops.config.celery import celery_client
+    from llmops.config.celery import send_task
 
     payload = {
         "request_id": ask.request_id,
@@ -82,7 +82,7 @@ def _send(grant: Grant, ask: Ask, expires_s: float) -> None:
         "adapter": ask.adapter,
         "stream": ask.stream,
     }
-    celery_client().send_task(
+    send_task(
         wire.TASK_QUERY, kwargs={"payload": payload}, queue=wire.QUEUE, expires=expires_s, ignore_result=True
     )
 

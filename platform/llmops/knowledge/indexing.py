@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from llmops.accounts.models import Role
 from llmops.accounts.selectors import user_can
-from llmops.config.celery import celery_client
+from llmops.config.celery import send_task
 from llmops.knowledge import storage
 from llmops.knowledge.models import Chunk, Collection, Document, DocumentState, IndexStatus, VectorIndex
 from pipelines.nodes.vectorize_faiss.spec import SPEC as VECTORIZE_SPEC
@@ -129,7 +129,7 @@ def index_sync_request(*, index: VectorIndex, add_new: bool = True, countdown: i
 
     def send() -> None:
         try:
-            celery_client().send_task(
+            send_task(
                 SYNC_TASK, kwargs={"index_id": index_id, "add_new": add_new}, queue=queue, countdown=countdown
             )
         except Exception as exc:  # noqa: BLE001 - a down broker must not fail the upload itself
@@ -354,7 +354,7 @@ def _prune_versions(folder_rel: str, keep: set[str]) -> None:
 def _warm(index_id: int) -> None:
     """Ask a serve worker to load the new version now, so the first search is fast."""
     try:
-        celery_client().send_task(WARM_TASK, kwargs={"index_id": index_id}, queue="serve", expires=300)
+        send_task(WARM_TASK, kwargs={"index_id": index_id}, queue="serve", expires=300)
     except Exception as exc:  # noqa: BLE001 - warming is an optimisation
         log.info("could not queue index warm-up %s: %s", index_id, exc)
 

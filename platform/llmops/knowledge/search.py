@@ -16,7 +16,7 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils.safestring import SafeString, mark_safe
 
-from llmops.config.celery import celery_client
+from llmops.config.celery import send_task
 from llmops.knowledge.models import Chunk, VectorIndex
 
 SEARCH_TASK = "llmops.knowledge.search"
@@ -70,7 +70,7 @@ def _ask_worker(index: VectorIndex, query: str, k: int) -> dict[str, Any]:
 
     timeout = settings.LLMOPS_SEARCH_TIMEOUT_S
     try:
-        result = celery_client().send_task(
+        result = send_task(
             SEARCH_TASK,
             kwargs={"index_id": index.pk, "workspace_id": index.workspace_id, "query": query, "k": k},
             queue="serve",
