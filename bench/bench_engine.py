@@ -175,7 +175,7 @@ class EmbeddedStack:
         while run.status not in ("succeeded", "failed", "cancelled"):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"run {run.pk} did not finish")
-            time.sleep(0.02)
+            time.sleep(0.05)
             run = PipelineRun.objects.get(pk=run.pk)
         if run.status != "succeeded":
             raise RuntimeError(f"run {run.pk} {run.status}: {run.error}")

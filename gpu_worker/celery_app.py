@@ -21,6 +21,10 @@ django.setup()
 
 from django.conf import settings  # noqa: E402
 
+# A worker serves no pages. DEBUG's query log would cost it on every query (on SQLite one
+# extra QUOTE() statement each), slowing every node down for nothing.
+settings.DEBUG = False
+
 from llmops.config.celery import task_queues  # noqa: E402
 
 app = Celery("llmops")

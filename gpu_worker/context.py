@@ -55,7 +55,9 @@ class WorkerContext:
         self._lock = threading.Lock()
         self._started = time.monotonic()
         self._interval = float(settings.LLMOPS_PROGRESS_INTERVAL_S)
-        self._last_sent = float("-inf")
+        # The "started" event just said where the node is: the first progress waits one interval
+        # too, so a node done in less never stops to write one (its "succeeded" says 100%).
+        self._last_sent = self._started
         self._pending: dict[str, Any] | None = None
         self._cancelled = False
         self._cancel_seen_at: float | None = None
@@ -71,7 +73,7 @@ class WorkerContext:
         update = {"progress": fraction, "message": str(message), "metrics": clean}
         with self._lock:
             now = time.monotonic()
-            if now - self._last_sent < self._interval and fraction != 1.0:
+            if now - self._last_sent < self._interval:
                 self._pending = update
                 send_metrics = bool(clean)
             else:
@@ -124,6 +126,11 @@ class WorkerContext:
             if self._pending is not None and now - self._last_sent >= self._interval:
                 update, self._pending = self._pending, None
                 self._send(update, now)
+
+    def drop_pending_progress(self) -> None:
+        """The node is done: a held-back progress value is superseded by its final event."""
+        with self._lock:
+            self._pending = None
 
     def _send(self, update: dict[str, Any], now: float) -> None:
         fraction = update["progress"]

@@ -38,7 +38,7 @@ def test_progress_is_throttled_but_metrics_logs_and_the_last_value_are_kept(clai
     ctx.log("halfway")
     ctx.metric("accuracy", 0.5, step=100)
     progress = _events(node, "progress")
-    assert 1 <= len(progress) <= 3
+    assert len(progress) <= 2  # the first is due one interval after the start
     assert len(progress) + len(_events(node, "metric")) - 1 == 100  # every loss point survives
     time.sleep(0.3)
     ctx.flush_progress()  # what the heartbeat thread does: the held-back value goes out

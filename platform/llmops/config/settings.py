@@ -293,6 +293,9 @@ LLMOPS_NODE_MAX_ATTEMPTS = _env("LLMOPS_NODE_MAX_ATTEMPTS", env.int, 3)
 # Progress events per node are throttled to one per interval (metrics, logs and state changes
 # are never dropped); 0.25 s is four a second, smooth enough for a progress bar.
 LLMOPS_PROGRESS_INTERVAL_S = _env("LLMOPS_PROGRESS_INTERVAL_S", env.float, 0.25)
+# A worker that finishes a node runs a ready successor on the same queue itself, without the
+# broker round trip, when no other message waits on that queue (false: every node is queued).
+LLMOPS_LOCAL_CONTINUATION = _env("LLMOPS_LOCAL_CONTINUATION", env.bool, True)
 # A cancelled node that ignores ctx.cancelled() this long gets its worker process killed.
 LLMOPS_CANCEL_GRACE_S = _env("LLMOPS_CANCEL_GRACE_S", env.float, 120.0)
 LLMOPS_WORK_DIR = Path(_env("LLMOPS_WORK_DIR", env.str, str(VAR_DIR / "work")))

@@ -85,12 +85,13 @@ class RunConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data=None, bytes_data=None):
         """Clients only listen; anything they send is ignored."""
 
-    async def run_event(self, message):
-        seq = int(message["event"]["seq"])
-        if seq <= self.last:
+    async def run_events(self, message):
+        """Events in seq order, as the publisher batched them; a gap is filled from the store."""
+        fresh = [e for e in message["events"] if int(e["seq"]) > self.last]
+        if not fresh:
             return
-        if seq == self.last + 1:
-            await self._send_events([message["event"]])
+        if all(int(e["seq"]) == self.last + 1 + i for i, e in enumerate(fresh)):
+            await self._send_events(fresh)
         else:
             await self._catch_up()
 

@@ -14,7 +14,7 @@ from llmops.accounts.models import Role
 from llmops.accounts.selectors import user_can
 from llmops.config.celery import celery_client
 from llmops.runs import engine
-from llmops.runs.events import emit, lock_run
+from llmops.runs.events import emit, emit_many, lock_run
 from llmops.runs.models import NodeRun, NodeStatus, PipelineRun, RunStatus, WorkerHeartbeat
 from pipelines.graph import Graph, downstream, topological_order
 from pipelines.registry import find_spec
@@ -80,15 +80,18 @@ def run_start(*, user, pipeline, force: bool = False) -> PipelineRun:
         )
         _create_node_runs(run, graph)
         lock_run(run.pk)
-        emit(run_id=run.pk, type="run", status=RunStatus.QUEUED)
-        for node in run.node_runs.order_by("position"):
-            emit(
-                run_id=run.pk,
-                type="queued",
-                node_id=node.node_id,
-                status=NodeStatus.QUEUED,
-                message=node.message,
-            )
+        emit_many(
+            run_id=run.pk,
+            events=[
+                {"type": "run", "status": RunStatus.QUEUED},
+                *(
+                    {"type": "queued", "node": node_id, "status": NodeStatus.QUEUED, "message": message}
+                    for node_id, message in run.node_runs.order_by("position").values_list(
+                        "node_id", "message"
+                    )
+                ),
+            ],
+        )
         engine.schedule(run.pk)
     run.refresh_from_db()
     return run

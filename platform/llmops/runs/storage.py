@@ -21,6 +21,7 @@ from typing import Any
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
+from django.db import transaction
 from django.http import FileResponse, JsonResponse
 from django.utils import timezone
 
@@ -107,9 +108,18 @@ def store_artifact(
     """Store one output and its row (one row per key and workspace; a re-run replaces both)."""
     sha, size = content_hash(path) if path is not None else ("", 0)
     is_dir = bool(path is not None and path.is_dir())
-    existing = Artifact.objects.filter(workspace_id=workspace_id, key=key).first()
-    if existing is not None and existing.sha256 == sha and artifact_exists(existing):
-        name = existing.path  # same bytes already stored under this key
+    existing = (
+        Artifact.objects.filter(workspace_id=workspace_id, key=key)
+        .order_by()
+        .values("pk", "sha256", "path", "created_at")
+        .first()
+    )
+    if (
+        existing is not None
+        and existing["sha256"] == sha
+        and artifact_exists(Artifact(path=existing["path"]))
+    ):
+        name = existing["path"]  # same bytes already stored under this key
     else:
         name = write_files(key=key, source=path, move=move) if path is not None else ""
     fields = {
@@ -123,19 +133,26 @@ def store_artifact(
         "node_run_id": node_run_id,
         "port": port,
     }
-    if existing is None:
-        artifact = Artifact.objects.create(workspace_id=workspace_id, key=key, **fields)
-    else:
-        Artifact.objects.filter(pk=existing.pk).update(updated_at=timezone.now(), **fields)
-        artifact = existing
-        for attr, value in fields.items():
-            setattr(artifact, attr, value)
-    if input_ids:
-        through = Artifact.inputs.through
-        through.objects.bulk_create(
-            [through(from_artifact_id=artifact.pk, to_artifact_id=i) for i in input_ids],
-            ignore_conflicts=True,
-        )
+    with transaction.atomic():  # the row and its lineage: one write transaction
+        if existing is None:
+            artifact = Artifact.objects.create(workspace_id=workspace_id, key=key, **fields)
+        else:
+            now = timezone.now()
+            Artifact.objects.filter(pk=existing["pk"]).update(updated_at=now, **fields)
+            artifact = Artifact(
+                pk=existing["pk"],
+                workspace_id=workspace_id,
+                key=key,
+                created_at=existing["created_at"],
+                updated_at=now,
+                **fields,
+            )
+        if input_ids:
+            through = Artifact.inputs.through
+            through.objects.bulk_create(
+                [through(from_artifact_id=artifact.pk, to_artifact_id=i) for i in input_ids],
+                ignore_conflicts=True,
+            )
     return artifact
 
 

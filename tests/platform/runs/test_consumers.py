@@ -83,7 +83,7 @@ async def test_replays_stored_events_then_fills_a_gap_from_the_database(run, cli
     # A duplicate or stale publish is dropped.
     from channels.layers import get_channel_layer
 
-    await get_channel_layer().group_send(group_name(run.pk), {"type": "run.event", "event": got[0]})
+    await get_channel_layer().group_send(group_name(run.pk), {"type": "run.events", "events": [got[0]]})
     assert await comm.receive_nothing(timeout=0.3)
     await comm.disconnect()
 
