@@ -21,10 +21,12 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from llmops.config.routing import websocket_urlpatterns  # noqa: E402
+from llmops.endpoints.lane import with_serving_lane  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # The key-authenticated inference API skips the site's middleware (endpoints/lane.py).
+        "http": with_serving_lane(django_asgi_app),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

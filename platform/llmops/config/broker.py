@@ -6,7 +6,10 @@ Celery wants ``redis+socket:///path`` for a unix socket, channels-redis wants
 
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 
@@ -48,3 +51,27 @@ def parse_redis_url(url: str) -> RedisTarget:
             raise ValueError(f"bad port in {url!r}") from exc
         return RedisTarget(url=url)
     raise ValueError(f"unsupported scheme {parts.scheme!r}; use redis://, rediss:// or unix://")
+
+
+_clients: dict[tuple[int, str], Any] = {}
+_clients_lock = threading.Lock()
+
+
+def redis_client(url: str | None = None):
+    """This process's redis-py client for the platform's Redis (thread-safe, pooled).
+
+    For hot paths that run on many threads: Django's cache object is per async context, so
+    under ASGI each request would build its own client and open a new connection."""
+    import redis
+    from django.conf import settings
+
+    url = url or settings.REDIS.client_url
+    key = (os.getpid(), url)
+    client = _clients.get(key)
+    if client is None:
+        with _clients_lock:
+            client = _clients.get(key)
+            if client is None:
+                client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+                _clients[key] = client
+    return client

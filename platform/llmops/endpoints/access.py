@@ -26,6 +26,7 @@ from django.utils import timezone
 from llmops.accounts.models import Role
 from llmops.accounts.selectors import user_can
 from llmops.accounts.services import token_digest
+from llmops.config.broker import redis_client
 from llmops.endpoints.models import Endpoint, EndpointKey, RequestLog
 from llmops.endpoints.services import KEY_PREFIX
 
@@ -243,7 +244,7 @@ def _incr(name: str, *, ttl: int, by: int = 1) -> int:
             cache.set(name, by, ttl)
             return by
     key = cache.make_and_validate_key(name)
-    client = backend.get_client(key, write=True)
+    client = redis_client()  # the cache's server (settings.CACHES); process-wide, never reconnecting
     pipe = client.pipeline(transaction=False)
     pipe.incrby(key, by)
     pipe.ttl(key)

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections, connections
 
 T = TypeVar("T")
+
+POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="serving-db")
 
 
 def _with_connection(fn: Callable[..., T]) -> Callable[..., T]:
@@ -33,4 +36,10 @@ def _with_connection(fn: Callable[..., T]) -> Callable[..., T]:
 
 def db(fn: Callable[..., T]) -> Callable[..., Any]:
     """``await db(fn)(...)``: call ``fn`` on a pool thread, keeping its database connection."""
-    return sync_to_async(_with_connection(fn), thread_sensitive=False)
+    return sync_to_async(_with_connection(fn), thread_sensitive=False, executor=POOL)
+
+
+def on_pool(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """From sync code (a response's close(), on whatever thread Django calls it): run ``fn``
+    on a pool thread and wait, so it uses that thread's open connection, not a new one."""
+    return POOL.submit(_with_connection(fn), *args, **kwargs).result()

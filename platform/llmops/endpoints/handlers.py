@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmops.endpoints import access, services
 from llmops.endpoints.access import AccessError, Grant
-from llmops.endpoints.dbthreads import db
+from llmops.endpoints.dbthreads import db, on_pool
 from llmops.endpoints.gateway import Ask, Exchange
 from pipelines.serving.protocol import BASE_ADAPTER, MAX_QUERY_CHARS, MAX_TEMPERATURE, MAX_TOKENS_CAP, QueryIn
 
@@ -193,7 +193,7 @@ def _log_after_sending(response: HttpResponse, grant: Grant, **entry: Any) -> Ht
 
     def close_and_log() -> None:
         try:
-            write()
+            on_pool(write)
         except Exception:  # noqa: BLE001 - a lost log line must not fail an answer already sent
             logger.exception("could not log request %s", entry.get("request_id"))
         finally:

@@ -8,6 +8,7 @@ person who asked.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +23,7 @@ from django.utils.text import slugify
 from llmops.accounts.models import Role, Workspace
 from llmops.accounts.permissions import require_workspace_role
 from llmops.accounts.services import secret_create, token_digest
+from llmops.config.broker import redis_client
 from llmops.endpoints import crypto
 from llmops.endpoints.models import (
     Endpoint,
@@ -459,17 +461,20 @@ def request_log_create(
     )
 
 
+def _answer_key(endpoint_id: int, request_id: str) -> str:
+    return cache.make_and_validate_key(f"ep:answer:{endpoint_id}:{request_id}")
+
+
 def answer_remember(*, endpoint_id: int, request_id: str, question: str, result: dict[str, Any]) -> None:
-    """Keep an answer an hour, so feedback can name it by request id alone."""
-    cache.set(
-        f"ep:answer:{endpoint_id}:{request_id}",
-        {
-            "question": question,
-            "answer": result.get("answer", ""),
-            "sources": result.get("sources", []),
-        },
-        ANSWER_CACHE_S,
-    )
+    """Keep an answer an hour, so feedback can name it by request id alone (as JSON: nothing
+    read back from Redis is ever unpickled; on the process-wide client: this runs per request)."""
+    value = {"question": question, "answer": result.get("answer", ""), "sources": result.get("sources", [])}
+    redis_client().set(_answer_key(endpoint_id, request_id), json.dumps(value), ex=ANSWER_CACHE_S)
+
+
+def answer_recall(*, endpoint_id: int, request_id: str) -> dict[str, Any] | None:
+    raw = redis_client().get(_answer_key(endpoint_id, request_id)) if request_id else None
+    return json.loads(raw) if raw else None
 
 
 def feedback_create(
@@ -487,7 +492,7 @@ def feedback_create(
 ) -> Feedback:
     if rating not in (1, -1):
         raise EndpointError("rating is 1 (good) or -1 (bad).", status=422, field="rating")
-    remembered = cache.get(f"ep:answer:{endpoint.pk}:{request_id}") if request_id else None
+    remembered = answer_recall(endpoint_id=endpoint.pk, request_id=request_id)
     if remembered:
         question = question or remembered["question"]
         answer = answer or remembered["answer"]

@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection, transaction
+from django.db.models.signals import post_save
 from django.utils import timezone
 
 from llmops.runs.models import PipelineRun, RunEvent
@@ -134,6 +135,16 @@ def emit_many(*, run_id: int, events: list[dict[str, Any]]) -> list[dict[str, An
             for i, event in enumerate(events)
         ]
         _insert(rows)
+        if post_save.has_listeners(RunEvent):  # the INSERT skipped save(): keep its signal
+            for row in rows:
+                post_save.send(
+                    sender=RunEvent,
+                    instance=row,
+                    created=True,
+                    update_fields=None,
+                    raw=False,
+                    using=connection.alias,
+                )
         data = [event_dict(row) for row in rows]
         group = group_name(run_id)
         for item in data:
