@@ -16,11 +16,13 @@ from __future__ import annotations
 import calendar
 import math
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.core.cache import cache
+from django.db import transaction
 from django.utils import timezone
 
 from llmops.accounts.models import Role
@@ -51,6 +53,7 @@ class AccessError(Exception):
         self.code = code
         self.endpoint: Grant | None = None  # set when the endpoint was known (for the log)
         self.key: EndpointKey | None = None
+        self.endpoint_model: Endpoint | None = None  # the endpoint asked for, when it exists
 
 
 @dataclass
@@ -128,12 +131,65 @@ def live_endpoint(slug: str) -> Endpoint | None:
     )
 
 
-def authorize_key(*, authorization: str | None, slug: str, count: bool = True) -> Grant:
-    """Check the key for ``slug`` and (with ``count``) count the request against its limits."""
+# --- the lookup cache ----------------------------------------------------------------------------
+# Each process keeps the (endpoint, key) pairs it admitted recently, so a request costs no
+# database query. A generation token in Redis says whether they are still good: every change
+# to an endpoint, version, key or hosted model replaces it (access_changed(), after commit), and
+# every request reads it (one GET), so a revocation still applies to the very next request.
+_GENERATION = "ep:access-generation"
+_LOOKUP_MAX_AGE_S = 60.0  # and a bound, should a change ever miss its signal
+_LOOKUP_MAX = 4096
+_lookups: dict[tuple[str, str], tuple[str, float, Endpoint, EndpointKey]] = {}
+
+
+def access_changed() -> None:
+    """Endpoints or keys changed: every process looks them up again. Now, and again once the
+    change commits: a lookup made in between read the old rows and must not be kept."""
+    _new_generation()
+    transaction.on_commit(_new_generation, robust=True)
+
+
+def _new_generation() -> None:
+    redis_client().set(cache.make_and_validate_key(_GENERATION), uuid.uuid4().hex)
+
+
+def _generation() -> str | None:
+    key = cache.make_and_validate_key(_GENERATION)
+    client = redis_client()
+    value = client.get(key)
+    if value is None:  # first use, or Redis was emptied: start one, cache nothing this time
+        client.set(key, uuid.uuid4().hex, nx=True)
+        return None
+    return value.decode()
+
+
+def _lookup(slug: str, secret: str) -> tuple[Endpoint | None, EndpointKey]:
+    """The live endpoint for ``slug`` (None: no such endpoint) and the active key for ``secret``
+    (AccessError 401 otherwise), from this process's cache when nothing changed since."""
+    generation = _generation() if secret.startswith(KEY_PREFIX) else None
+    ident = (slug, token_digest(secret))  # the secret itself is not kept
+    cached = _lookups.get(ident) if generation else None
+    if cached is not None and cached[0] == generation and time.monotonic() - cached[1] < _LOOKUP_MAX_AGE_S:
+        return cached[2], cached[3]
     endpoint = live_endpoint(slug)
     try:
-        key = key_for_secret(bearer_secret(authorization))
+        key = key_for_secret(secret)
     except AccessError as error:
+        error.endpoint_model = endpoint
+        raise
+    if generation and endpoint is not None:
+        if len(_lookups) >= _LOOKUP_MAX:
+            _lookups.clear()
+        _lookups[ident] = (generation, time.monotonic(), endpoint, key)
+    return endpoint, key
+
+
+def authorize_key(*, authorization: str | None, slug: str, count: bool = True) -> Grant:
+    """Check the key for ``slug`` and (with ``count``) count the request against its limits."""
+    try:
+        endpoint, key = _lookup(slug, bearer_secret(authorization))
+    except AccessError as error:
+        endpoint = error.endpoint_model
         if endpoint is not None:  # logged on the endpoint: its owners see refused callers too
             revoked = getattr(error, "key", None)
             error.endpoint = _grant(
@@ -183,6 +239,7 @@ def _touch(key: EndpointKey) -> None:
     # Writing on every request would serialise traffic on one row; a minute is precise enough.
     if key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60:
         EndpointKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        key.last_used_at = now  # the cached copy too
 
 
 def _count(key: EndpointKey, endpoint: Endpoint) -> None:

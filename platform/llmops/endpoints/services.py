@@ -145,8 +145,15 @@ def endpoint_publish_artifact(
         Endpoint.objects.filter(pk=endpoint.pk).update(
             active_version=version, is_published=True, updated_at=timezone.now(), **changes
         )
+        _access_changed()  # an UPDATE sends no signal
         endpoint.refresh_from_db()
     return Publication(endpoint, version, created)
+
+
+def _access_changed() -> None:
+    from llmops.endpoints.access import access_changed  # access imports this module
+
+    access_changed()
 
 
 def _endpoint_for(*, user, workspace, slug, name, run, description) -> tuple[Endpoint, bool]:
@@ -279,6 +286,7 @@ def endpoint_rollback(*, user, endpoint: Endpoint, number: int) -> EndpointVersi
     Endpoint.objects.filter(pk=endpoint.pk).update(
         active_version=version, is_published=True, updated_at=timezone.now()
     )
+    _access_changed()  # an UPDATE sends no signal
     endpoint.refresh_from_db()
     return version
 
@@ -289,6 +297,7 @@ def endpoint_set_published(*, user, endpoint: Endpoint, published: bool) -> Endp
     if published and endpoint.active_version_id is None:
         raise EndpointError("This endpoint has no version to publish.", status=409)
     Endpoint.objects.filter(pk=endpoint.pk).update(is_published=published, updated_at=timezone.now())
+    _access_changed()  # an UPDATE sends no signal
     endpoint.refresh_from_db()
     return endpoint
 
@@ -386,6 +395,7 @@ def key_revoke(*, user, key: EndpointKey) -> EndpointKey:
     """Revoke at once: the next request with it is a 401 (keys are looked up on every request)."""
     _editor(user, key.workspace)
     EndpointKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    _access_changed()  # an UPDATE sends no signal
     key.refresh_from_db()
     return key
 

@@ -9,7 +9,7 @@ work runs after the event's transaction commits, in whichever process finished t
 from __future__ import annotations
 
 from django.db import transaction
-from django.db.models.signals import post_save
+from django.db.models.signals import post_delete, post_save
 
 DISPATCH_UID = "llmops.endpoints.publish_on_success"
 
@@ -29,7 +29,20 @@ def _on_event(sender, instance, created: bool, **kwargs) -> None:
     transaction.on_commit(publish, robust=True)
 
 
+def _access_changed(sender, **kwargs) -> None:
+    from llmops.endpoints.access import access_changed
+
+    access_changed()
+
+
 def connect() -> None:
+    from llmops.endpoints.models import Endpoint, EndpointKey, EndpointVersion, HostedProvider
     from llmops.runs.models import RunEvent
 
     post_save.connect(_on_event, sender=RunEvent, dispatch_uid=DISPATCH_UID)
+    # Whatever decides who may ask what: the web's lookup caches must drop it (access.py).
+    for model in (Endpoint, EndpointVersion, EndpointKey, HostedProvider):
+        for signal in (post_save, post_delete):
+            signal.connect(
+                _access_changed, sender=model, dispatch_uid=f"llmops.endpoints.access.{model.__name__}"
+            )

@@ -39,6 +39,23 @@ def test_missing_wrong_and_revoked_keys_are_401(user, publish):
     assert error.status == 401 and "revoked" in error.message
 
 
+def test_admitted_keys_are_cached_until_anything_changes(user, publish, django_assert_num_queries):
+    endpoint, secret = publish(user)
+    authorization = f"Bearer {secret}"
+    access.authorize_key(authorization=authorization, slug=endpoint.slug)
+    with django_assert_num_queries(0):  # the endpoint and key come from this process's cache
+        access.authorize_key(authorization=authorization, slug=endpoint.slug)
+    # Revoked after it was cached: the very next request is refused all the same.
+    services.key_revoke(user=user, key=EndpointKey.objects.get(endpoint=endpoint))
+    assert refused(secret, endpoint.slug).status == 401
+    # A change that bypasses the services (another process, a migration) is seen once announced.
+    endpoint2, secret2 = publish(user, slug="second")
+    access.authorize_key(authorization=f"Bearer {secret2}", slug=endpoint2.slug)
+    type(endpoint2).objects.filter(pk=endpoint2.pk).update(is_published=False)
+    access.access_changed()
+    assert refused(secret2, endpoint2.slug).status == 404
+
+
 def test_unknown_slug_404_other_endpoint_403(user, publish):
     first, secret = publish(user, slug="first")
     second, _ = publish(user, kind="generate", slug="second")
