@@ -282,6 +282,7 @@ def run(args, folder: Path, slug: str, secret: str, port: int) -> int:
 
     one = throughput(url, headers, body, clients=1, total=args.requests)
     sixteen = throughput(url, headers, body, clients=16, total=max(args.requests, 64))
+    ceiling = batch_ceiling(service, body)
 
     p50_http, p95_http = statistics.median(http), percentile(http, 0.95)
     p50_local, p95_local = statistics.median(local), percentile(local, 0.95)
@@ -305,7 +306,32 @@ def run(args, folder: Path, slug: str, secret: str, port: int) -> int:
         f"throughput  1 client  {one:6.1f} req/s   16 clients {sixteen:6.1f} req/s   "
         f"ratio {ratio:4.1f}x (goal >= 3: {'met' if ratio >= 3 else 'NOT met'})"
     )
+    print(
+        f"  in-process ceiling: one batch of 16 vs 16 answered one by one, same function: {ceiling:4.1f}x "
+        "(what batching can give this model on this machine; the endpoint keeps "
+        f"{ratio / ceiling:.0%} of it)"
+    )
     return 0
+
+
+def batch_ceiling(service, body_for) -> float:
+    """How much faster one batch of 16 is than 16 single answers, in this process: the most
+    that batching can give with this model, prompt length and thread count."""
+    from pipelines.serving.protocol import CollectingSink, ServeRequest
+
+    def requests():
+        return [
+            (ServeRequest(request_id=str(i), **_request(body_for(i))), CollectingSink()) for i in range(16)
+        ]
+
+    service.answer_batch(requests())  # warm
+    started = time.perf_counter()
+    for item in requests():
+        service.answer_batch([item])
+    singles = time.perf_counter() - started
+    started = time.perf_counter()
+    service.answer_batch(requests())
+    return singles / (time.perf_counter() - started)
 
 
 def _request(body: dict) -> dict:
