@@ -63,13 +63,14 @@ def execute(node_run_id: int, *, task_id: str, worker: str) -> dict[str, Any]:
         return {"node_run": node_run_id, "claimed": False, "status": state}
     local = None
     if settings.LLMOPS_LOCAL_CONTINUATION:
+        queue = node.queue  # a continuation stays on the queue this task came from
         local = engine.Continuation(
-            queue=node.queue,
+            queue=queue,
             worker=worker,
             pid=os.getpid(),
             device=device_label,
             task_id=task_id,
-            queue_idle=lambda: queue_idle(node.queue),
+            queue_idle=lambda: queue_idle(queue),
         )
     ran = {}
     _just_stored.clear()
