@@ -217,17 +217,21 @@ def _claim_locally(run: PipelineRun, node: NodeRun, key: str, local: Continuatio
         setattr(node, field, value)
     node.attempt, node.task_id = attempt, task_id
     node.content_key, node.enqueued_at, node.run = key, now, run
+    _emit_started(node)
+    local.node = node
+
+
+def _emit_started(node: NodeRun) -> None:
     emit(
-        run_id=run.pk,
+        run_id=node.run_id,
         type="started",
         node_id=node.node_id,
         status=NodeStatus.RUNNING,
         attempt=node.attempt,
-        worker=local.worker,
-        device=local.device,
+        worker=node.worker,
+        device=node.device,
         message=node.message,
     )
-    local.node = node
 
 
 def _claim_fields(*, worker: str, pid: int, device: str, task_id: str, now) -> dict[str, Any]:
@@ -439,16 +443,7 @@ def node_claim(*, node_run_id: int, worker: str, pid: int, device: str, task_id:
             return None
         node = NodeRun.objects.select_related("run").defer("run__graph").get(pk=node_run_id)
         _mark_run_started(node.run)
-        emit(
-            run_id=node.run_id,
-            type="started",
-            node_id=node.node_id,
-            status=NodeStatus.RUNNING,
-            attempt=node.attempt,
-            worker=worker,
-            device=device,
-            message="Starting",
-        )
+        _emit_started(node)
     return node
 
 
