@@ -78,6 +78,7 @@ def _next_seq(run_id: int, count: int = 1) -> int:
 
 
 _INSERT_FIELDS = ("run", "seq", "type", "node_id", "payload", "created_at")
+_INSERT_BATCH = 500
 
 
 def _insert(events: list[RunEvent]) -> None:
@@ -88,13 +89,12 @@ def _insert(events: list[RunEvent]) -> None:
     columns = [meta.get_field(name) for name in _INSERT_FIELDS]
     quote = connection.ops.quote_name
     row = f"({', '.join(['%s'] * len(columns))})"
-    sql = (
-        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in columns)}) "  # noqa: S608
-        f"VALUES {', '.join([row] * len(events))}"
-    )
-    values = [f.get_db_prep_save(getattr(event, f.attname), connection) for event in events for f in columns]
+    head = f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in columns)}) VALUES "  # noqa: S608
     with connection.cursor() as cursor:
-        cursor.execute(sql, values)
+        for start in range(0, len(events), _INSERT_BATCH):  # under every database's parameter limit
+            batch = events[start : start + _INSERT_BATCH]
+            values = [f.get_db_prep_save(getattr(e, f.attname), connection) for e in batch for f in columns]
+            cursor.execute(head + ", ".join([row] * len(batch)), values)
 
 
 def lock_run(run_id: int) -> None:

@@ -183,3 +183,18 @@ def test_a_lost_broker_does_not_strand_a_node(chain_pipeline, user, monkeypatch)
     monkeypatch.undo()
     engine.reap()  # the reaper's pass releases it again, and this time it is sent
     assert _node(run, "src").enqueued_at is not None
+
+
+def test_many_events_in_one_call_keep_contiguous_numbers(run):
+    from llmops.runs.events import emit_many
+    from llmops.runs.models import RunEvent
+
+    before = RunEvent.objects.filter(run=run).count()
+    stored = emit_many(
+        run_id=run.pk, events=[{"type": "log", "node": "a", "message": f"line {i}"} for i in range(1201)]
+    )
+    assert [e["seq"] for e in stored] == list(range(before + 1, before + 1202))
+    rows = list(
+        RunEvent.objects.filter(run=run, seq__gt=before).order_by("seq").values_list("seq", "payload")
+    )
+    assert len(rows) == 1201 and rows[-1] == (before + 1201, {"message": "line 1200"})
