@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, transaction
 from django.db.models import F, Q
 
 from gpu_worker.context import WorkerContext
@@ -29,7 +29,7 @@ from gpu_worker.devices import device_info, release_memory
 from gpu_worker.hooks import after_success
 from llmops.runs import engine
 from llmops.runs.models import Artifact, NodeRun, NodeStatus
-from llmops.runs.storage import materialise, store_artifact
+from llmops.runs.storage import PreparedArtifact, artifact_prepare, artifact_record, materialise
 from pipelines.cache import content_hash, content_output_key
 from pipelines.context import ArtifactOut, ArtifactRef, NodeCancelled, NodeFailure
 from pipelines.registry import find_spec
@@ -209,7 +209,7 @@ def _call(node: NodeRun, ctx: WorkerContext, local: engine.Continuation | None =
         inputs, input_ids = _inputs(node, spec)
         implementation = spec.load_implementation()
         outputs = implementation(ctx, inputs, params) or {}
-        ids = _store_outputs(node, spec, outputs, input_ids, ctx.workdir)
+        prepared = _prepare_outputs(node, spec, outputs, input_ids, ctx.workdir)
     except NodeCancelled:
         engine.node_cancelled(node=node)
         return NodeStatus.CANCELLED
@@ -225,7 +225,18 @@ def _call(node: NodeRun, ctx: WorkerContext, local: engine.Continuation | None =
         engine.node_cancelled(node=node)
         return NodeStatus.CANCELLED
     ctx.drop_pending_progress()  # the succeeded event says 100%
-    if engine.node_succeed(node=node, outputs=ids, local=local):
+    try:
+        with transaction.atomic():  # the output rows and the node's success: one transaction
+            ids = _record_outputs(node, prepared)
+            succeeded = engine.node_succeed(node=node, outputs=ids, local=local)
+    except Exception as exc:  # noqa: BLE001 - e.g. a database error: that node fails, not the worker
+        log.exception("node %s of run %s could not be recorded", node.node_id, node.run_id)
+        _just_stored.clear()  # the rows and any successor's claim were rolled back
+        if local is not None:
+            local.node = None
+        engine.node_fail(node=node, error=f"Could not record the outputs: {type(exc).__name__}: {exc}"[:2000])
+        return NodeStatus.FAILED
+    if succeeded:
         after_success(node=node, output_ids=ids)
     return NodeStatus.SUCCEEDED
 
@@ -267,7 +278,10 @@ def _inputs(node: NodeRun, spec) -> tuple[dict[str, Any], list[int]]:
     return inputs, [i for i in wanted if i]
 
 
-def _store_outputs(node: NodeRun, spec, outputs: dict, input_ids: list[int], workdir: Path) -> dict[str, int]:
+def _prepare_outputs(
+    node: NodeRun, spec, outputs: dict, input_ids: list[int], workdir: Path
+) -> dict[str, PreparedArtifact]:
+    """Check what the node returned and store its files (rows come with the success)."""
     if not isinstance(outputs, dict):
         raise NodeFailure(
             f"The node returned {type(outputs).__name__}, not a dict of outputs (a bug in {node.kind})."
@@ -278,20 +292,26 @@ def _store_outputs(node: NodeRun, spec, outputs: dict, input_ids: list[int], wor
     missing = [p.name for p in spec.outputs if p.required and p.name not in outputs]
     if missing:
         raise NodeFailure(f"The node did not produce {', '.join(missing)} (a bug in {node.kind}).")
-    stored: dict[str, Artifact] = {}
+    prepared: dict[str, PreparedArtifact] = {}
     for port, out in outputs.items():
         if not isinstance(out, ArtifactOut):
             raise NodeFailure(f"Output {port!r} is a {type(out).__name__}, not an ArtifactOut.")
-        stored[port] = _store_one(node, spec, port, out, input_ids, workdir)
-        stored[port].producer = node.node_id
+        prepared[port] = _prepare_one(node, spec, port, out, input_ids, workdir)
+    return prepared
+
+
+def _record_outputs(node: NodeRun, prepared: dict[str, PreparedArtifact]) -> dict[str, int]:
+    stored = {port: artifact_record(item) for port, item in prepared.items()}
     _just_stored.clear()
-    _just_stored.update((a.pk, a) for a in stored.values())
+    for artifact in stored.values():
+        artifact.producer = node.node_id
+        _just_stored[artifact.pk] = artifact
     return {port: a.pk for port, a in stored.items()}
 
 
-def _store_one(
+def _prepare_one(
     node: NodeRun, spec, port: str, out: ArtifactOut, input_ids: list[int], workdir: Path
-) -> Artifact:
+) -> PreparedArtifact:
     path = Path(out.path) if out.path is not None else None
     if path is not None and not path.exists():
         raise NodeFailure(f"Output {port!r}: {path} does not exist.")
@@ -302,7 +322,7 @@ def _store_one(
         sha, _ = content_hash(path)
         key = content_output_key(namespace=namespace, port=port, content_sha256=sha, metadata=out.metadata)
     inside = path is not None and path.resolve().is_relative_to(workdir.resolve())
-    return store_artifact(
+    return artifact_prepare(
         workspace_id=node.run.workspace_id,
         key=key,
         type=str(out.type),

@@ -15,6 +15,7 @@ import tempfile
 import uuid
 import zipfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,45 @@ def store_artifact(
     move: bool = False,
 ) -> Artifact:
     """Store one output and its row (one row per key and workspace; a re-run replaces both)."""
+    prepared = artifact_prepare(
+        workspace_id=workspace_id,
+        key=key,
+        type=type,
+        path=path,
+        metadata=metadata,
+        node_run_id=node_run_id,
+        port=port,
+        input_ids=input_ids,
+        move=move,
+    )
+    with transaction.atomic():  # the row and its lineage: one write transaction
+        return artifact_record(prepared)
+
+
+@dataclass
+class PreparedArtifact:
+    """An output whose files are stored and whose row is still to be written."""
+
+    workspace_id: int
+    key: str
+    existing: dict[str, Any] | None
+    fields: dict[str, Any]
+    input_ids: list[int]
+
+
+def artifact_prepare(
+    *,
+    workspace_id: int,
+    key: str,
+    type: str,  # noqa: A002
+    path: Path | None,
+    metadata: dict[str, Any],
+    node_run_id: int | None,
+    port: str,
+    input_ids: list[int],
+    move: bool = False,
+) -> PreparedArtifact:
+    """The slow half of storing, outside any transaction: hash, write the files."""
     sha, size = content_hash(path) if path is not None else ("", 0)
     is_dir = bool(path is not None and path.is_dir())
     existing = (
@@ -133,26 +173,36 @@ def store_artifact(
         "node_run_id": node_run_id,
         "port": port,
     }
-    with transaction.atomic():  # the row and its lineage: one write transaction
-        if existing is None:
-            artifact = Artifact.objects.create(workspace_id=workspace_id, key=key, **fields)
-        else:
-            now = timezone.now()
-            Artifact.objects.filter(pk=existing["pk"]).update(updated_at=now, **fields)
-            artifact = Artifact(
-                pk=existing["pk"],
-                workspace_id=workspace_id,
-                key=key,
-                created_at=existing["created_at"],
-                updated_at=now,
-                **fields,
-            )
-        if input_ids:
-            through = Artifact.inputs.through
-            through.objects.bulk_create(
-                [through(from_artifact_id=artifact.pk, to_artifact_id=i) for i in input_ids],
-                ignore_conflicts=True,
-            )
+    return PreparedArtifact(workspace_id, key, existing, fields, list(input_ids))
+
+
+def artifact_record(prepared: PreparedArtifact) -> Artifact:
+    """The quick half: the row and its lineage (the caller holds a transaction)."""
+    workspace_id, key, existing, fields = (
+        prepared.workspace_id,
+        prepared.key,
+        prepared.existing,
+        prepared.fields,
+    )
+    if existing is None:
+        artifact = Artifact.objects.create(workspace_id=workspace_id, key=key, **fields)
+    else:
+        now = timezone.now()
+        Artifact.objects.filter(pk=existing["pk"]).update(updated_at=now, **fields)
+        artifact = Artifact(
+            pk=existing["pk"],
+            workspace_id=workspace_id,
+            key=key,
+            created_at=existing["created_at"],
+            updated_at=now,
+            **fields,
+        )
+    if prepared.input_ids:
+        through = Artifact.inputs.through
+        through.objects.bulk_create(
+            [through(from_artifact_id=artifact.pk, to_artifact_id=i) for i in prepared.input_ids],
+            ignore_conflicts=True,
+        )
     return artifact
 
 
