@@ -27,7 +27,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from llmops.config.celery import celery_client
-from llmops.runs.events import emit, lock_run
+from llmops.runs.events import batched, emit, lock_run
 from llmops.runs.models import (
     NODE_DONE,
     NODE_TERMINAL,
@@ -497,7 +497,7 @@ def node_succeed(
 ) -> bool:
     """Finish a node and release its successors; ``local.node`` is then the successor this
     worker claimed to run next, if any."""
-    with transaction.atomic():
+    with transaction.atomic(), batched():
         lock_run(node.run_id)
         updated = NodeRun.objects.filter(_mine(node)).update(
             status=NodeStatus.SUCCEEDED,

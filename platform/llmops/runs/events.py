@@ -14,6 +14,7 @@ order, so the caller (a node in the middle of training, a web request) never wai
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -108,9 +109,40 @@ def lock_run(run_id: int) -> None:
     list(PipelineRun.objects.select_for_update().filter(id=run_id).values_list("id", flat=True))
 
 
-def emit(*, run_id: int, type: str, node_id: str | None = None, **payload: Any) -> dict[str, Any]:  # noqa: A002
+_batch = threading.local()
+
+
+@contextlib.contextmanager
+def batched():
+    """Events emitted inside the block (by this thread) are stored when it ends, in order, with
+    one sequence update and one INSERT per run instead of one each. Use it inside the
+    transaction that makes them (a finishing node: its "succeeded", its successor's "started")."""
+    if getattr(_batch, "events", None) is not None:  # already batching: the outer block stores
+        yield
+        return
+    _batch.events = []
+    try:
+        yield
+        events, _batch.events = _batch.events, None
+    finally:
+        _batch.events = None
+    runs: dict[int, list[dict[str, Any]]] = {}
+    for run_id, event in events:
+        runs.setdefault(run_id, []).append(event)
+    for run_id, items in runs.items():
+        emit_many(run_id=run_id, events=items)
+
+
+def emit(*, run_id: int, type: str, node_id: str | None = None, **payload: Any) -> None:  # noqa: A002
     """Store one event and publish it after commit. ``payload`` None values are dropped."""
-    return emit_many(run_id=run_id, events=[{"type": type, "node": node_id, **payload}])[0]
+    event = {"type": type, "node": node_id, **payload}
+    pending = getattr(_batch, "events", None)
+    if pending is not None:
+        if type not in EVENT_TYPES:
+            raise ValueError(f"unknown event type {type!r}")
+        pending.append((run_id, event))
+        return
+    emit_many(run_id=run_id, events=[event])
 
 
 def emit_many(*, run_id: int, events: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -198,3 +198,28 @@ def test_many_events_in_one_call_keep_contiguous_numbers(run):
         RunEvent.objects.filter(run=run, seq__gt=before).order_by("seq").values_list("seq", "payload")
     )
     assert len(rows) == 1201 and rows[-1] == (before + 1201, {"message": "line 1200"})
+
+
+def test_batched_events_are_stored_together_in_order_or_not_at_all(run):
+    from django.db import transaction
+
+    from llmops.runs.events import batched, emit
+    from llmops.runs.models import RunEvent
+
+    before = RunEvent.objects.filter(run=run).count()
+    with transaction.atomic(), batched():
+        emit(run_id=run.pk, type="log", node_id="a", message="first")
+        with batched():  # nested: the outer block stores
+            emit(run_id=run.pk, type="log", node_id="a", message="second")
+        assert RunEvent.objects.filter(run=run).count() == before  # nothing stored yet
+    rows = list(
+        RunEvent.objects.filter(run=run, seq__gt=before).order_by("seq").values_list("seq", "payload")
+    )
+    assert rows == [(before + 1, {"message": "first"}), (before + 2, {"message": "second"})]
+
+    with pytest.raises(RuntimeError), transaction.atomic(), batched():
+        emit(run_id=run.pk, type="log", node_id="a", message="lost")
+        raise RuntimeError("the transaction fails")
+    assert RunEvent.objects.filter(run=run).count() == before + 2
+    emit(run_id=run.pk, type="log", node_id="a", message="after")  # not batched any more
+    assert RunEvent.objects.filter(run=run).count() == before + 3
