@@ -25,6 +25,7 @@ from typing import Any
 from django.conf import settings
 
 from gpu_worker.celery_app import app
+from llmops.config.broker import redis_client
 from llmops.endpoints import wire
 
 log = logging.getLogger(__name__)
@@ -34,17 +35,6 @@ CANCEL_CHECK_S = 0.2  # how often a generating request asks Redis whether its cl
 _engine = None
 _engine_pid = 0
 _engine_lock = threading.Lock()
-_redis = None
-
-
-def redis_client():
-    global _redis
-    if _redis is None or getattr(_redis, "_llmops_pid", None) != os.getpid():
-        import redis
-
-        _redis = redis.Redis.from_url(settings.REDIS.client_url)
-        _redis._llmops_pid = os.getpid()
-    return _redis
 
 
 class RedisSink:

@@ -110,12 +110,7 @@ class Exchange:
             _send(self.grant, self.ask, float(settings.LLMOPS_SERVE_ACCEPT_TIMEOUT_S))
         except Exception as exc:  # noqa: BLE001 - kombu raises many kinds when the broker is down
             log.warning("could not queue request %s", self.ask.request_id, exc_info=True)
-            raise AccessError(
-                503,
-                "The queue that connects to the serve workers is unreachable; try again shortly.",
-                headers={"Retry-After": str(RETRY_AFTER_S)},
-                code="broker_unreachable",
-            ) from exc
+            raise _unreachable() from exc
 
     async def accepted(self) -> None:
         """Return once a worker took the request; 503 when none did in time."""
@@ -173,12 +168,7 @@ class Exchange:
             # BLPOP's timeout has a resolution of 0.01 s; 0 would mean "forever".
             popped = await _redis().blpop([self.reply], timeout=max(0.01, round(timeout, 2)))
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-            raise AccessError(
-                503,
-                "The queue that connects to the serve workers is unreachable; try again shortly.",
-                headers={"Retry-After": str(RETRY_AFTER_S)},
-                code="broker_unreachable",
-            ) from exc
+            raise _unreachable() from exc
         return wire.decode(popped[1]) if popped else None
 
     async def cancel(self) -> None:
@@ -194,6 +184,15 @@ class Exchange:
     @property
     def elapsed_ms(self) -> float:
         return (time.monotonic() - self.started) * 1000
+
+
+def _unreachable() -> AccessError:
+    return AccessError(
+        503,
+        "The queue that connects to the serve workers is unreachable; try again shortly.",
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+        code="broker_unreachable",
+    )
 
 
 def _error(event: dict[str, Any]) -> AccessError:

@@ -94,30 +94,10 @@ def _write_remote(name: str, source: Path) -> None:
             default_storage.save(target, File(fh))
 
 
-def store_artifact(
-    *,
-    workspace_id: int,
-    key: str,
-    type: str,  # noqa: A002 - the artifact's type, as in the model and the API
-    path: Path | None,
-    metadata: dict[str, Any],
-    node_run_id: int | None,
-    port: str,
-    input_ids: list[int],
-    move: bool = False,
-) -> Artifact:
-    """Store one output and its row (one row per key and workspace; a re-run replaces both)."""
-    prepared = artifact_prepare(
-        workspace_id=workspace_id,
-        key=key,
-        type=type,
-        path=path,
-        metadata=metadata,
-        node_run_id=node_run_id,
-        port=port,
-        input_ids=input_ids,
-        move=move,
-    )
+def store_artifact(**arguments: Any) -> Artifact:
+    """Store one output and its row (one row per key and workspace; a re-run replaces both).
+    Takes ``artifact_prepare``'s arguments: the files, then the row in its own transaction."""
+    prepared = artifact_prepare(**arguments)
     with transaction.atomic():  # the row and its lineage: one write transaction
         return artifact_record(prepared)
 
