@@ -4,9 +4,10 @@ The task only hands the request to this process's ``ServeEngine`` (pipelines.ser
 and returns; the engine's loop thread answers it and pushes the answer to the request's Redis
 list (llmops.endpoints.wire). That is what makes batching possible with Celery's prefork pool:
 a child process takes tasks as fast as they come (each is a queue put), while its engine
-batches all the requests waiting for the same warm service into one retrieval pass and one
-``generate``. The engine's queue is bounded, so an overloaded worker stops taking tasks
-(they wait in the broker, then expire and the web answers 503) instead of hoarding them.
+decodes the requests for the same warm service together, and the ones that arrive meanwhile
+join the running batch between two decode steps (continuous batching). The engine's queue is
+bounded, so an overloaded worker stops taking tasks (they wait in the broker, then expire and
+the web answers 503) instead of hoarding them.
 
 Services are cached per process by the service artifact's content key (LRU, bounded by
 LLMOPS_SERVE_CACHE_SIZE). Inference is never retried: acks_late is off, and a request lost

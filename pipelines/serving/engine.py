@@ -3,10 +3,12 @@ that batches whatever requests are waiting.
 
 Batching without added latency: the loop takes the first waiting request and, in the same
 breath, every other request already queued (up to ``max_batch``); requests for the same
-service become one retrieval pass and one ``generate`` per adapter. An idle engine starts a
-lone request at once (no collection window to wait out); under load, requests that arrive
-while a batch runs form the next batch. One loop per process also means one model computes
-at a time, which is what a CPU or a single GPU can do anyway.
+service become one retrieval pass and one continuous batch on the model. An idle engine starts
+a lone request at once (no collection window to wait out); under load, requests for the same
+service that arrive while a batch runs join it between two decode steps (continuous
+batching), and a request for another service makes the running batch stop taking newcomers
+and drain, then goes next. One loop per process also means one model computes at a time,
+which is what a CPU or a single GPU can do anyway.
 
 Hosted generation (network-bound) runs on a small thread pool so a slow remote API never
 holds up local batches.
@@ -84,6 +86,12 @@ def _release(evicted: list) -> None:
         pass
 
 
+# Newcomers join a running batch once they are this share of its rows, or once the oldest has
+# waited this long (see _Admitter).
+ADMIT_RATIO = 0.25
+ADMIT_WAIT_S = 0.03
+
+
 class EngineBusy(RuntimeError):
     """The engine's queue stayed full: the worker is overloaded."""
 
@@ -102,7 +110,8 @@ class ServeEngine:
         self.max_batch = max(1, max_batch)
         self.queue: queue.Queue[Job] = queue.Queue(maxsize=queue_size)
         self.pool = ThreadPoolExecutor(max_workers=hosted_threads, thread_name_prefix="serve-hosted")
-        self.batches: list[int] = []  # sizes of the last batches (stats, tests)
+        self.batches: list[int] = []  # sizes of the last batches and admissions (stats, tests)
+        self._held: list[Job] = []  # taken off the queue for the next batch (loop thread only)
         self._thread = threading.Thread(target=self._loop, name="serve-engine", daemon=True)
         self._thread.start()
 
@@ -114,7 +123,8 @@ class ServeEngine:
 
     def _loop(self) -> None:
         while True:
-            batch = [self.queue.get()]
+            batch = self._held[: self.max_batch] or [self.queue.get()]
+            del self._held[: len(batch)]
             while len(batch) < self.max_batch:
                 try:
                     batch.append(self.queue.get_nowait())
@@ -132,6 +142,7 @@ class ServeEngine:
         groups: dict[str, list[Job]] = {}
         for job in batch:
             groups.setdefault(job.service_key, []).append(job)
+        last = list(groups)[-1]
         for key, jobs in groups.items():
             try:
                 service = self.cache.get(key, jobs[0].service_ref)
@@ -140,7 +151,52 @@ class ServeEngine:
                 for job in jobs:
                     _safe_error(job.sink, 500, f"the service could not be loaded: {exc}")
                 continue
-            service.answer_batch([(j.request, j.sink) for j in jobs], hosted_pool=self.pool)
+            # Only the last group may take in newcomers: the others' requests are already waiting.
+            admit = self._admitter(key) if key == last else None
+            service.answer_batch(
+                [(j.request, j.sink) for j in jobs],
+                hosted_pool=self.pool,
+                admit=admit,
+                max_rows=self.max_batch,
+            )
+            if admit is not None and admit.pending:  # taken off the queue but never admitted
+                self._held[:0] = admit.pending
+
+    def _admitter(self, key: str) -> _Admitter:
+        return _Admitter(self, key)
+
+
+class _Admitter:
+    """Requests for one service that arrive while its batch runs, for that batch to take in.
+
+    Joining costs a retrieval pass and a prefill that stall every running row for that long, so
+    newcomers are taken in a few at a time: once they are ``ADMIT_RATIO`` of the running rows,
+    or once the oldest has waited ``ADMIT_WAIT_S`` (the trade text-generation-inference makes
+    with its waiting-served ratio and max waiting tokens). The first request for another service
+    is held for the next batch; from then on nothing more is taken off the queue, and what was
+    is admitted at once, so the running batch drains and no service waits behind a busy one."""
+
+    def __init__(self, engine: ServeEngine, key: str):
+        self.engine, self.key = engine, key
+        self.pending: list[Job] = []
+
+    def __call__(self, room: int) -> list:
+        engine = self.engine
+        while not engine._held:
+            try:
+                job = engine.queue.get_nowait()
+            except queue.Empty:
+                break
+            (self.pending if job.service_key == self.key else engine._held).append(job)
+        if not self.pending or room <= 0:
+            return []
+        running = engine.max_batch - room
+        waited = time.monotonic() - self.pending[0].enqueued
+        if not engine._held and waited < ADMIT_WAIT_S and len(self.pending) < max(1, ADMIT_RATIO * running):
+            return []
+        taken, self.pending = self.pending[:room], self.pending[room:]
+        engine.batches = (engine.batches + [len(taken)])[-100:]
+        return [(j.request, j.sink) for j in taken]
 
 
 def _safe_error(sink: Sink, status: int, message: str) -> None:

@@ -1,5 +1,6 @@
 """A loaded RAG service: answers a batch of requests with one retrieval pass and one
-``generate`` per adapter group (or extractively, or through a hosted API).
+continuous batch on the local model, every adapter in it (or extractively, or through a
+hosted API); requests that arrive meanwhile can join that batch.
 
 ``RagService.load(folder)`` reads a SERVICE artifact folder (see ``protocol``); the LLM is
 loaded on the first request that needs it, so extractive and hosted services never load one.
@@ -30,6 +31,8 @@ from pipelines.serving.protocol import (
 # Hosted models have long contexts; passages beyond this (estimated) size are left out.
 HOSTED_CONTEXT_TOKENS = 6000
 ModelResolver = Callable[[ModelPin], Path]
+# More requests for a running batch: at most `room` of them, possibly none.
+Admit = Callable[[int], list[tuple[ServeRequest, Sink]]]
 
 
 def default_model_resolver(pin: ModelPin) -> Path:
@@ -123,12 +126,27 @@ class RagService:
         return own.unwrap()
 
     def answer_batch(
-        self, items: list[tuple[ServeRequest, Sink]], *, hosted_pool: Executor | None = None
+        self,
+        items: list[tuple[ServeRequest, Sink]],
+        *,
+        hosted_pool: Executor | None = None,
+        admit: Admit | None = None,
+        max_rows: int | None = None,
     ) -> None:
-        """Answer every request; each sink gets its deltas then ``done`` or ``error``."""
+        """Answer every request; each sink gets its deltas then ``done`` or ``error``.
+
+        While the local model generates, ``admit(room)`` may hand over up to ``room`` more
+        requests for this service: they are retrieved for and join the running batch."""
+        local = self._begin(items, hosted_pool)
+        if local:
+            self._generate_local(local, admit=admit, hosted_pool=hosted_pool, max_rows=max_rows)
+
+    def _begin(self, items: list[tuple[ServeRequest, Sink]], hosted_pool: Executor | None) -> list[_Item]:
+        """One retrieval pass for the requests; extractive and hosted ones are answered (or
+        handed to the pool), the ones for the local model are returned."""
         items = [(r, s) for r, s in items if not s.cancelled()]
         if not items:
-            return
+            return []
         started = time.perf_counter()
         vectors = self.retriever.embed([r.query for r, _ in items])
         found = self.retriever.search(vectors, k=self.config.top_k, threshold=self.config.score_threshold)
@@ -140,13 +158,11 @@ class RagService:
         if self.config.mode == "extractive":
             for item in batch:
                 self._extractive(item)
-            return
-        hosted = [i for i in batch if i.request.hosted is not None]
-        for item in hosted:
-            self._submit_hosted(item, hosted_pool)
-        local = [i for i in batch if i.request.hosted is None]
-        if local:
-            self._generate_local(local)
+            return []
+        for item in batch:
+            if item.request.hosted is not None:
+                self._submit_hosted(item, hosted_pool)
+        return [i for i in batch if i.request.hosted is None]
 
     def _extractive(self, item: _Item) -> None:
         answer = prompts.extractive_answer(item.sources)
@@ -162,39 +178,50 @@ class RagService:
 
     # --- local model -----------------------------------------------------------------------------
 
-    def _generate_local(self, items: list[_Item]) -> None:
-        from pipelines.serving.generation import GenJob
-
+    def _generate_local(
+        self, items: list[_Item], *, admit: Admit | None, hosted_pool: Executor | None, max_rows: int | None
+    ) -> None:
+        """Continuous batching on the local model: every item (and every admitted one) is
+        answered as its own row ends."""
+        started: list[tuple[Any, _Item]] = []
         try:
             generator = self.generator
-            self._choose_adapters(items)
+            jobs = self._jobs(generator, items, started)
         except ServiceError as exc:
             for item in items:
                 item.sink.error(getattr(exc, "status", 500), str(exc))
             return
-        groups: dict[str | None, list[_Item]] = {}
-        for item in items:
-            if item.adapter is not False:
-                groups.setdefault(item.adapter, []).append(item)
-        for adapter, group in groups.items():
-            jobs = [self._job(generator, item, GenJob) for item in group]
-            started = time.perf_counter()
+
+        def more(room: int) -> list:
+            fresh, before = admit(room), len(started)
             try:
-                generator.generate(jobs, adapter=adapter)
-            except Exception as exc:  # noqa: BLE001 - one failed batch must not kill the worker loop
-                for item in group:
+                return self._jobs(generator, self._begin(fresh, hosted_pool), started)
+            except Exception as exc:  # noqa: BLE001 - a newcomer's failure is its own, not the batch's
+                del started[before:]
+                for _, sink in fresh:
+                    sink.error(500, f"the request could not be prepared: {type(exc).__name__}: {exc}")
+                return []
+
+        try:
+            generator.generate(jobs, admit=more if admit is not None else None, max_rows=max_rows)
+        except Exception as exc:  # noqa: BLE001 - one failed batch must not kill the worker loop
+            for job, item in started:
+                if job.finish_reason is None:
                     item.sink.error(500, f"generation failed: {type(exc).__name__}: {exc}")
+
+    def _jobs(self, generator, items: list[_Item], started: list) -> list:
+        """A generation job per item (items refused an adapter already have their error)."""
+        from pipelines.serving.generation import GenJob
+
+        self._choose_adapters(items)
+        jobs = []
+        for item in items:
+            if item.adapter is False:
                 continue
-            generation_ms = (time.perf_counter() - started) * 1000
-            for item, job in zip(group, jobs, strict=True):
-                item.finish(
-                    job.text,
-                    prompt_tokens=len(job.prompt_ids),
-                    completion_tokens=len(job.ids),
-                    finish_reason=job.finish_reason or "stop",
-                    mode="generate",
-                    generation_ms=generation_ms,
-                )
+            job = self._job(generator, item, GenJob)
+            jobs.append(job)
+            started.append((job, item))
+        return jobs
 
     def _job(self, generator, item: _Item, job_type):
         request = item.request
@@ -216,6 +243,8 @@ class RagService:
             temperature=effective_temperature(request.temperature, self.config.temperature),
             on_delta=stream,
             cancelled=item.sink.cancelled,
+            adapter=item.adapter or None,
+            on_finish=item.finish_generated,
         )
 
     def _choose_adapters(self, items: list[_Item]) -> None:
@@ -318,6 +347,18 @@ class _Item:
         self.adapter: str | None | bool = None  # False: refused (its sink already has the error)
         self.adapter_score: float | None = None
         self.used = len(sources)
+
+    def finish_generated(self, job) -> None:
+        """A local generation job ended: its answer, with its own numbers."""
+        self.batch_size = job.batch_rows
+        self.finish(
+            job.text,
+            prompt_tokens=len(job.prompt_ids),
+            completion_tokens=len(job.ids),
+            finish_reason=job.finish_reason or "stop",
+            mode="generate",
+            generation_ms=job.generation_ms,
+        )
 
     def finish(
         self,
