@@ -7,8 +7,15 @@ prefork serve worker), against references measured in the same run.
    the request log) against calling the same service function (``RagService.answer``) in this
    process with the same model and the same questions. Goal: p50 overhead under 15 ms.
 2. Batching: requests per second with 16 concurrent clients against 1 client. Goal: ratio >= 3.
+   Three workloads: short answers (--max-tokens, long prompts) and the serve.rag node's default
+   answer length (256 tokens, which leaves the demo model's 512-token context half for the
+   prompt), both with the model stopping on its own (the demo model says what it has to say in
+   about 14 tokens, so each request is mostly its prompt's prefill); then 256-token answers
+   with end of sequence switched off, a fixed output length as serving benchmarks use (vLLM's
+   --ignore-eos). Beside each ratio, the in-process ceiling: one batch of 16 against 16 single
+   answers of the same function.
 
-The service is built by the real serve.rag node from the platform's own README and docs and a
+The services are built by the real serve.rag node from the platform's own README and docs and a
 small Llama (``--model demo`` uses var/models/demo, building it if needed; ``tiny`` builds a
 smaller one in seconds). Everything lives in var/bench-endpoint/ and is removed afterwards.
 """
@@ -30,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 VAR = ROOT / "var" / "bench-endpoint"
 sys.path[:0] = [str(ROOT / "platform"), str(ROOT)]
 
+DEFAULT_ANSWER_TOKENS = 256  # serve.rag's default max_tokens
 QUESTIONS = [
     "How do I start the platform on my machine?",
     "How do I publish a pipeline as an API?",
@@ -74,7 +82,12 @@ def start_valkey():
     return server
 
 
-def build_service(model_kind: str, max_tokens: int, top_k: int = 3) -> Path:
+def build_services(model_kind: str, max_tokens: int, top_k: int = 3) -> dict[str, Path]:
+    """{"natural": service, "fixed": service}: the same index and weights, but the second
+    model's end-of-sequence token is switched off, so every answer runs to max_tokens (what
+    serving benchmarks such as vLLM's do with --ignore-eos: a fixed output length)."""
+    import json
+
     from tests.pipelines.serving import toys
 
     docs = {
@@ -90,19 +103,27 @@ def build_service(model_kind: str, max_tokens: int, top_k: int = 3) -> Path:
         build_demo_model(model)
     else:
         model = toys.build_model(work / "model")
+    endless = work / "model-no-eos"
+    shutil.copytree(model, endless)
+    config = json.loads((endless / "generation_config.json").read_text())
+    (endless / "generation_config.json").write_text(json.dumps({**config, "eos_token_id": []}))
     index = toys.build_index(work / "index", docs, chunk_size=200)
-    return toys.build_service(
-        work / "service",
-        model=model,
-        index=index,
-        mode="generate",
-        top_k=top_k,
-        max_tokens=max_tokens,
-        temperature=0.0,
-    )
+    return {
+        name: toys.build_service(
+            work / f"service-{name}",
+            model=weights,
+            index=index,
+            mode="generate",
+            top_k=top_k,
+            max_tokens=max_tokens,
+            temperature=0.0,
+        )
+        for name, weights in (("natural", model), ("fixed", endless))
+    }
 
 
-def publish(folder: Path) -> tuple[str, str]:
+def publish(folders: dict[str, Path]) -> dict[str, str]:
+    """Each service published as endpoint bench-<name>, with a key: {name: secret}."""
     import django
 
     django.setup()
@@ -116,21 +137,29 @@ def publish(folder: Path) -> tuple[str, str]:
 
     user = user_create(username="bench", password="bench-password-123")  # noqa: S106 - a throwaway database
     workspace = user.workspaces.first()
-    artifact = store_artifact(
-        workspace_id=workspace.pk,
-        key="bench-service",
-        type="Service",
-        path=folder,
-        metadata=ServiceConfig.load(folder).facts(),
-        node_run_id=None,
-        port="service",
-        input_ids=[],
-    )
-    endpoint = services.endpoint_publish_artifact(
-        user=user, workspace=workspace, artifact=artifact, slug="bench", rate_limit_per_minute=100_000
-    ).endpoint
-    _, secret = services.key_create(user=user, workspace=workspace, endpoint=endpoint, name="bench")
-    return endpoint.slug, secret
+    secrets = {}
+    for name, folder in folders.items():
+        artifact = store_artifact(
+            workspace_id=workspace.pk,
+            key=f"bench-service-{name}",
+            type="Service",
+            path=folder,
+            metadata=ServiceConfig.load(folder).facts(),
+            node_run_id=None,
+            port="service",
+            input_ids=[],
+        )
+        endpoint = services.endpoint_publish_artifact(
+            user=user,
+            workspace=workspace,
+            artifact=artifact,
+            slug=f"bench-{name}",
+            rate_limit_per_minute=100_000,
+        ).endpoint
+        _, secrets[name] = services.key_create(
+            user=user, workspace=workspace, endpoint=endpoint, name="bench"
+        )
+    return secrets
 
 
 def start_processes(port: int, pool: str = "prefork", concurrency: int = 1):
@@ -233,11 +262,11 @@ def main() -> int:
     valkey = start_valkey()
     worker = web = None
     try:
-        folder = build_service(args.model, args.max_tokens, args.top_k)
-        slug, secret = publish(folder)
+        folders = build_services(args.model, max(args.max_tokens, DEFAULT_ANSWER_TOKENS), args.top_k)
+        secrets = publish(folders)
         port = free_port()
         worker, web = start_processes(port, args.pool, args.concurrency)
-        return run(args, folder, slug, secret, port)
+        return run(args, folders, secrets, port)
     finally:
         if worker is not None:
             stop(web, worker)
@@ -246,14 +275,14 @@ def main() -> int:
             shutil.rmtree(VAR, ignore_errors=True)
 
 
-def run(args, folder: Path, slug: str, secret: str, port: int) -> int:
+def run(args, folders: dict[str, Path], secrets: dict[str, str], port: int) -> int:
     import httpx
 
     from pipelines.serving.protocol import ServeRequest
     from pipelines.serving.service import RagService
 
-    url = f"http://127.0.0.1:{port}/api/v1/endpoints/{slug}/query"
-    headers = {"Authorization": f"Bearer {secret}"}
+    url = f"http://127.0.0.1:{port}/api/v1/endpoints/bench-natural/query"
+    headers = {"Authorization": f"Bearer {secrets['natural']}"}
 
     def body(i: int) -> dict:
         return {"query": QUESTIONS[i % len(QUESTIONS)], "max_tokens": args.max_tokens, "temperature": 0}
@@ -261,7 +290,7 @@ def run(args, folder: Path, slug: str, secret: str, port: int) -> int:
     import torch
 
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    service = RagService.load(folder)
+    service = RagService.load(folders["natural"])
     http, local, worker = [], [], []
     with httpx.Client(headers=headers, timeout=120) as client:
         wait_ready(client, url, body)
@@ -280,20 +309,15 @@ def run(args, folder: Path, slug: str, secret: str, port: int) -> int:
             service.answer(ServeRequest(request_id=str(i), **_request(body(i))))
             local.append((time.perf_counter() - started) * 1000)
 
-    one = throughput(url, headers, body, clients=1, total=args.requests)
-    sixteen = throughput(url, headers, body, clients=16, total=max(args.requests, 64))
-    ceiling = batch_ceiling(service, body)
-
     p50_http, p95_http = statistics.median(http), percentile(http, 0.95)
     p50_local, p95_local = statistics.median(local), percentile(local, 0.95)
     overhead = p50_http - p50_local
-    ratio = sixteen / one
     print(
-        f"service: generate mode, {args.model} model, top_k={args.top_k}, max_tokens={args.max_tokens}, "
-        "temperature 0; "
+        f"service: generate mode, {args.model} model, top_k={args.top_k}, temperature 0; "
         f"serve worker: {args.pool} pool, concurrency {args.concurrency}, "
         f"torch threads {os.environ['OMP_NUM_THREADS']}"
     )
+    print(f"answers up to {args.max_tokens} tokens:")
     print(f"in-process RagService.answer   p50 {p50_local:7.1f} ms   p95 {p95_local:7.1f} ms")
     print(f"POST /query (daphne+worker)    p50 {p50_http:7.1f} ms   p95 {p95_http:7.1f} ms")
     print(
@@ -302,21 +326,48 @@ def run(args, folder: Path, slug: str, secret: str, port: int) -> int:
     )
     verdict = "met" if overhead < 15 else "NOT met"
     print(f"endpoint overhead p50          {overhead:7.1f} ms   (goal < 15 ms: {verdict})")
-    print(
-        f"throughput  1 client  {one:6.1f} req/s   16 clients {sixteen:6.1f} req/s   "
-        f"ratio {ratio:4.1f}x (goal >= 3: {'met' if ratio >= 3 else 'NOT met'})"
-    )
-    print(
-        f"  in-process ceiling: one batch of 16 vs 16 answered one by one, same function: {ceiling:4.1f}x "
-        "(what batching can give this model on this machine; the endpoint keeps "
-        f"{ratio / ceiling:.0%} of it)"
-    )
+
+    fixed = RagService.load(folders["fixed"])
+    workloads = [
+        ("natural", service, args.max_tokens, "the model stops when it is done"),
+        ("natural", service, DEFAULT_ANSWER_TOKENS, "the model stops when it is done"),
+        ("fixed", fixed, DEFAULT_ANSWER_TOKENS, "end of sequence off: every answer is max_tokens long"),
+    ]
+    for name, local_service, tokens, how in workloads:
+        url = f"http://127.0.0.1:{port}/api/v1/endpoints/bench-{name}/query"
+        headers = {"Authorization": f"Bearer {secrets[name]}"}
+
+        def body_at(i: int, tokens: int = tokens) -> dict:
+            return {**body(i), "max_tokens": tokens}
+
+        # Fixed-length answers take long: fewer single-client requests (at least 16).
+        singles = args.requests if name == "natural" else 16
+        with httpx.Client(headers=headers, timeout=300) as client:
+            wait_ready(client, url, body_at)
+        one, _ = throughput(url, headers, body_at, clients=1, total=singles)
+        sixteen, usage = throughput(url, headers, body_at, clients=16, total=max(singles, 64))
+        ceiling = batch_ceiling(local_service, body_at)
+        ratio = sixteen / one
+        print(
+            f"answers up to {tokens} tokens, {how} (prompts {usage['prompt_tokens']:.0f} tokens, "
+            f"answers {usage['completion_tokens']:.0f} tokens on average):"
+        )
+        print(
+            f"  throughput  1 client {one:6.1f} req/s   16 clients {sixteen:6.1f} req/s   "
+            f"ratio {ratio:4.1f}x (goal >= 3: {'met' if ratio >= 3 else 'NOT met'})"
+        )
+        print(
+            "  in-process, one batch of 16 vs 16 one by one, same function: "
+            f"{ceiling['continuous']:4.1f}x (the endpoint keeps {ratio / ceiling['continuous']:.0%} of it); "
+            f"with transformers' padded generate instead: {ceiling['generate']:4.1f}x"
+        )
     return 0
 
 
-def batch_ceiling(service, body_for) -> float:
+def batch_ceiling(service, body_for) -> dict[str, float]:
     """How much faster one batch of 16 is than 16 single answers, in this process: the most
-    that batching can give with this model, prompt length and thread count."""
+    that batching can give with this model, prompt length and thread count. For the slab
+    decoder (``continuous``) and, as the reference, transformers' left-padded ``generate``."""
     from pipelines.serving.protocol import CollectingSink, ServeRequest
 
     def requests():
@@ -324,35 +375,46 @@ def batch_ceiling(service, body_for) -> float:
             (ServeRequest(request_id=str(i), **_request(body_for(i))), CollectingSink()) for i in range(16)
         ]
 
-    service.answer_batch(requests())  # warm
-    started = time.perf_counter()
-    for item in requests():
-        service.answer_batch([item])
-    singles = time.perf_counter() - started
-    started = time.perf_counter()
-    service.answer_batch(requests())
-    return singles / (time.perf_counter() - started)
+    generator = service.generator
+    out = {}
+    for name, continuous in (("continuous", True), ("generate", False)):
+        generator.continuous = continuous
+        service.answer_batch(requests())  # warm
+        started = time.perf_counter()
+        for item in requests():
+            service.answer_batch([item])
+        singles = time.perf_counter() - started
+        started = time.perf_counter()
+        service.answer_batch(requests())
+        out[name] = singles / (time.perf_counter() - started)
+    generator.continuous = True
+    return out
 
 
 def _request(body: dict) -> dict:
     return {"query": body["query"], "max_tokens": body["max_tokens"], "temperature": body["temperature"]}
 
 
-def throughput(url: str, headers: dict, body_for, *, clients: int, total: int) -> float:
+def throughput(url: str, headers: dict, body_for, *, clients: int, total: int) -> tuple[float, dict]:
+    """Requests per second of ``clients`` closed-loop clients, and the mean token counts."""
     import httpx
 
     per_client = max(1, total // clients)
+    usages: list[dict] = []
 
     def work(c: int) -> None:
         with httpx.Client(headers=headers, timeout=300) as client:
             for i in range(per_client):
                 response = client.post(url, json=body_for(c * per_client + i))
                 assert response.status_code == 200, response.text
+                usages.append(response.json()["usage"])
 
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(work, range(clients)))
-    return clients * per_client / (time.perf_counter() - started)
+    rate = clients * per_client / (time.perf_counter() - started)
+    keys = ("prompt_tokens", "completion_tokens")
+    return rate, {key: statistics.mean(u[key] for u in usages) for key in keys}
 
 
 if __name__ == "__main__":
