@@ -312,12 +312,8 @@ class _DecodeBatch:
         from transformers import DynamicCache
 
         torch, gen = self.torch, self.gen
-        width = max(len(job.prompt_ids) for job in jobs)
-        ids = torch.full((len(jobs), width), gen.pad, dtype=torch.long)
-        mask = torch.zeros((len(jobs), width), dtype=torch.long)
-        for row, job in enumerate(jobs):
-            ids[row, width - len(job.prompt_ids) :] = torch.tensor(job.prompt_ids, dtype=torch.long)
-            mask[row, width - len(job.prompt_ids) :] = 1
+        ids, mask = _left_padded(torch, jobs, gen.pad)
+        width = ids.shape[1]
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache()
         out = gen.model(
@@ -477,6 +473,17 @@ def _slab_layer_class():
     return SlabLayer
 
 
+def _left_padded(torch, jobs: list[GenJob], pad: int):
+    """(input ids, attention mask) of the prompts, padded on the left to the longest."""
+    width = max(len(job.prompt_ids) for job in jobs)
+    ids = torch.full((len(jobs), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(jobs), width), dtype=torch.long)
+    for row, job in enumerate(jobs):
+        ids[row, width - len(job.prompt_ids) :] = torch.tensor(job.prompt_ids, dtype=torch.long)
+        mask[row, width - len(job.prompt_ids) :] = 1
+    return ids, mask
+
+
 # --- tokens in, text out --------------------------------------------------------------------------
 
 
@@ -547,12 +554,8 @@ def _generate_with_transformers(gen: LocalGenerator, jobs: list[GenJob], rng) ->
 
     torch = _import_torch()
     started = time.perf_counter()
-    width = max(len(j.prompt_ids) for j in jobs)
-    input_ids = torch.full((len(jobs), width), gen.pad, dtype=torch.long)
-    attention = torch.zeros((len(jobs), width), dtype=torch.long)
-    for row, job in enumerate(jobs):
-        input_ids[row, width - len(job.prompt_ids) :] = torch.tensor(job.prompt_ids, dtype=torch.long)
-        attention[row, width - len(job.prompt_ids) :] = 1
+    input_ids, attention = _left_padded(torch, jobs, gen.pad)
+    for job in jobs:
         job.started, job.batch_rows = started, len(jobs)
     config = GenerationConfig(
         max_new_tokens=max(j.max_new_tokens for j in jobs),
