@@ -153,14 +153,16 @@ class ServeEngine:
                 continue
             # Only the last group may take in newcomers: the others' requests are already waiting.
             admit = self._admitter(key) if key == last else None
-            service.answer_batch(
-                [(j.request, j.sink) for j in jobs],
-                hosted_pool=self.pool,
-                admit=admit,
-                max_rows=self.max_batch,
-            )
-            if admit is not None and admit.pending:  # taken off the queue but never admitted
-                self._held[:0] = admit.pending
+            try:
+                service.answer_batch(
+                    [(j.request, j.sink) for j in jobs],
+                    hosted_pool=self.pool,
+                    admit=admit,
+                    max_rows=self.max_batch,
+                )
+            finally:
+                if admit is not None and admit.pending:  # taken off the queue, never admitted
+                    self._held[:0] = admit.pending
 
     def _admitter(self, key: str) -> _Admitter:
         return _Admitter(self, key)
