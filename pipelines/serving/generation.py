@@ -5,7 +5,7 @@ How a batch is decoded (iteration-level scheduling, as vLLM and TGI do it):
 
 - The prompts of requests that join are prefilled (one by one on a CPU, in one padded pass on
   a GPU), each giving its first token.
-- Its keys and values then join a running batch: one preallocated buffer per layer (a slab),
+- Their keys and values then join a running batch: one preallocated buffer per layer (a slab),
   rows right-aligned, so each decode step writes one column in place. transformers'
   ``DynamicCache`` would ``torch.cat`` the whole cache every step.
 - A row that ends (end of sequence, its own token budget, its client gone) leaves at once and
