@@ -292,3 +292,15 @@ def test_newcomers_join_a_few_at_a_time_or_after_a_short_wait():
     assert len(taken) == 1 and [j.service_key for j in fake._held] == ["ext"]  # released at once
     assert fake.queue.qsize() == 1  # nothing more taken off the queue: the batch drains
     assert admit(room=8) == []
+
+
+def test_only_plain_key_value_caches_go_on_the_slab():
+    from transformers import Gemma2Config, LlamaConfig, MistralConfig, Qwen2Config
+
+    from pipelines.serving.generation import _plain_kv_cache
+
+    assert _plain_kv_cache(LlamaConfig())
+    assert _plain_kv_cache(Qwen2Config(use_sliding_window=False))
+    assert _plain_kv_cache(MistralConfig(sliding_window=None))
+    assert not _plain_kv_cache(MistralConfig(sliding_window=4096))  # model.generate instead
+    assert not _plain_kv_cache(Gemma2Config())  # alternating sliding-window layers
