@@ -152,7 +152,7 @@ class ServeEngine:
                     _safe_error(job.sink, 500, f"the service could not be loaded: {exc}")
                 continue
             # Only the last group may take in newcomers: the others' requests are already waiting.
-            admit = self._admitter(key) if key == last else None
+            admit = _Admitter(self, key) if key == last else None
             try:
                 service.answer_batch(
                     [(j.request, j.sink) for j in jobs],
@@ -163,9 +163,6 @@ class ServeEngine:
             finally:
                 if admit is not None and admit.pending:  # taken off the queue, never admitted
                     self._held[:0] = admit.pending
-
-    def _admitter(self, key: str) -> _Admitter:
-        return _Admitter(self, key)
 
 
 class _Admitter:

@@ -73,7 +73,6 @@ class LocalGenerator:
     def __init__(self, model, tokenizer, *, device: str, adapters: list[str]):
         self.model, self.tokenizer, self.device = model, tokenizer, device
         self.adapters = adapters
-        self.tokenizer.padding_side = "left"  # for the model.generate path
         self.context = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
         self.chat = bool(getattr(tokenizer, "chat_template", None))
         eos = model.generation_config.eos_token_id if model.generation_config else None

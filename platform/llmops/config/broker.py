@@ -57,7 +57,7 @@ _clients: dict[tuple[int, str], Any] = {}
 _clients_lock = threading.Lock()
 
 
-def redis_client(url: str | None = None):
+def redis_client():
     """This process's redis-py client for the platform's Redis (thread-safe, pooled).
 
     For hot paths that run on many threads: Django's cache object is per async context, so
@@ -65,7 +65,7 @@ def redis_client(url: str | None = None):
     import redis
     from django.conf import settings
 
-    url = url or settings.REDIS.client_url
+    url = settings.REDIS.client_url
     key = (os.getpid(), url)
     client = _clients.get(key)
     if client is None:

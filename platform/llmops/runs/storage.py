@@ -158,21 +158,16 @@ def artifact_prepare(
 
 def artifact_record(prepared: PreparedArtifact) -> Artifact:
     """The quick half: the row and its lineage (the caller holds a transaction)."""
-    workspace_id, key, existing, fields = (
-        prepared.workspace_id,
-        prepared.key,
-        prepared.existing,
-        prepared.fields,
-    )
+    existing, fields = prepared.existing, prepared.fields
     if existing is None:
-        artifact = Artifact.objects.create(workspace_id=workspace_id, key=key, **fields)
+        artifact = Artifact.objects.create(workspace_id=prepared.workspace_id, key=prepared.key, **fields)
     else:
         now = timezone.now()
         Artifact.objects.filter(pk=existing["pk"]).update(updated_at=now, **fields)
         artifact = Artifact(
             pk=existing["pk"],
-            workspace_id=workspace_id,
-            key=key,
+            workspace_id=prepared.workspace_id,
+            key=prepared.key,
             created_at=existing["created_at"],
             updated_at=now,
             **fields,
